@@ -1,0 +1,1 @@
+"""The `intacct` operator CLI (typer); command groups register themselves in `app.py`."""

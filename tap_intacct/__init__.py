@@ -1,0 +1,1 @@
+"""Singer tap for Sage Intacct (REST API v1)."""

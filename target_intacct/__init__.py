@@ -1,0 +1,1 @@
+"""Singer target for Sage Intacct (REST API v1)."""
