@@ -27,4 +27,20 @@ unit: setup
 test: lint typecheck unit
 
 clean:
-	rm -rf $(VENV) .meltano .pytest_cache .mypy_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(MELTANO_VENV) .meltano .pytest_cache .mypy_cache .ruff_cache demo-output
+
+# The Meltano tool venv: Meltano pins its own dependency set, so it never shares the project venv.
+MELTANO_VENV ?= .venv-meltano
+MELTANO_STAMP := $(MELTANO_VENV)/.installed
+
+$(MELTANO_STAMP):
+	$(PYTHON) -m venv $(MELTANO_VENV)
+	$(MELTANO_VENV)/bin/pip install --quiet --upgrade pip
+	$(MELTANO_VENV)/bin/pip install --quiet 'meltano==4.4.1' 'duckdb>=1.0,<2'
+	touch $(MELTANO_STAMP)
+
+demo: setup $(MELTANO_STAMP)
+	$(MELTANO_VENV)/bin/python demo/run_demo.py
+
+bench: setup
+	$(BIN)/python -m benchmarks.run_all
