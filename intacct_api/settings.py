@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
-from singer_sdk import typing as th
 
 from intacct_api import __version__
+
+if TYPE_CHECKING:
+    from singer_sdk import typing as th
 
 DEFAULT_BASE_URL = "https://api.intacct.com/ia/api/v1"
 DEFAULT_MAX_CONCURRENCY = 4
@@ -107,97 +110,118 @@ class ConnectionSettings:
         return bool(self.client_id and self.client_secret and self.username)
 
 
-SHARED_SETTINGS = th.PropertiesList(
-    th.Property(
-        "base_url",
-        th.StringType,
-        default=DEFAULT_BASE_URL,
-        description=(
-            "Intacct REST API base URL. Point it at the emulator "
-            "(http://127.0.0.1:8000/ia/api/v1) for offline work. Plain http:// is refused "
-            "except to loopback."
+@cache
+def shared_settings_schema() -> th.PropertiesList:
+    """The connection settings as a singer-sdk schema, appended to by the tap and the target.
+
+    Built on first use so that importing this module (every CLI command does) does not pay for
+    importing singer_sdk, which is most of the CLI's start-up time.
+    """
+    from singer_sdk import typing as th
+
+    return th.PropertiesList(
+        th.Property(
+            "base_url",
+            th.StringType,
+            default=DEFAULT_BASE_URL,
+            description=(
+                "Intacct REST API base URL. Point it at the emulator "
+                "(http://127.0.0.1:8000/ia/api/v1) for offline work. Plain http:// is refused "
+                "except to loopback."
+            ),
         ),
-    ),
-    th.Property(
-        "client_id",
-        th.StringType,
-        description="Client ID of your Sage developer application (Web Services sender).",
-    ),
-    th.Property(
-        "client_secret",
-        th.StringType,
-        secret=True,
-        description="Client secret of your Sage developer application.",
-    ),
-    th.Property(
-        "username",
-        th.StringType,
-        description=(
-            "Client-credentials grant: Web Services user as `user@company`, or "
-            "`user@company|entity` for an entity-level token. Leave empty to use tokens from "
-            "`intacct login` (authorization code with offline_access)."
+        th.Property(
+            "client_id",
+            th.StringType,
+            description="Client ID of your Sage developer application (Web Services sender).",
         ),
-    ),
-    th.Property(
-        "access_token",
-        th.StringType,
-        secret=True,
-        description="Optional access token seeding the token store (the store's newer one wins).",
-    ),
-    th.Property(
-        "refresh_token",
-        th.StringType,
-        secret=True,
-        description="Optional refresh token seeding the token store (the store's newer one wins).",
-    ),
-    th.Property(
-        "token_store",
-        th.StringType,
-        description=(
-            "Path of the JSON token store shared by tap, target and CLI under one lock "
-            "(default: the user's config dir, e.g. ~/.config/intacct/tokens.json). Created 0600."
+        th.Property(
+            "client_secret",
+            th.StringType,
+            secret=True,
+            description="Client secret of your Sage developer application.",
         ),
-    ),
-    th.Property(
-        "entity",
-        th.StringType,
-        description="Entity (location) ID sent as X-IA-API-Param-Entity; empty = top level.",
-    ),
-    th.Property(
-        "max_concurrency",
-        th.IntegerType,
-        default=DEFAULT_MAX_CONCURRENCY,
-        description="Requests in flight per process (Intacct enforces concurrency per tier).",
-    ),
-    th.Property(
-        "max_retries",
-        th.IntegerType,
-        default=DEFAULT_MAX_RETRIES,
-        description="Attempts per request on 429, 5xx and dropped connections.",
-    ),
-    th.Property(
-        "timeout",
-        th.NumberType,
-        default=DEFAULT_TIMEOUT,
-        description="Per-request timeout in seconds.",
-    ),
-    th.Property(
-        "max_retry_wait",
-        th.NumberType,
-        default=300.0,
-        description="Longest single wait (seconds) honoured from a Retry-After header.",
-    ),
-    th.Property(
-        "spec_path",
-        th.ArrayType(th.StringType),
-        description=(
-            "Extra OpenAPI files or folders (newer downloads from Sage's developer portal); "
-            "for the same operationId the later file wins over the embedded spec."
+        th.Property(
+            "username",
+            th.StringType,
+            description=(
+                "Client-credentials grant: Web Services user as `user@company`, or "
+                "`user@company|entity` for an entity-level token. Leave empty to use tokens from "
+                "`intacct login` (authorization code with offline_access)."
+            ),
         ),
-    ),
-    th.Property(
-        "user_agent",
-        th.StringType,
-        description="User-Agent header sent to Intacct.",
-    ),
-)
+        th.Property(
+            "access_token",
+            th.StringType,
+            secret=True,
+            description=(
+                "Optional access token seeding the token store (the store's newer one wins)."
+            ),
+        ),
+        th.Property(
+            "refresh_token",
+            th.StringType,
+            secret=True,
+            description=(
+                "Optional refresh token seeding the token store (the store's newer one wins)."
+            ),
+        ),
+        th.Property(
+            "token_store",
+            th.StringType,
+            description=(
+                "Path of the JSON token store shared by tap, target and CLI under one lock "
+                "(default: the user's config dir, e.g. ~/.config/intacct/tokens.json). "
+                "Created 0600."
+            ),
+        ),
+        th.Property(
+            "entity",
+            th.StringType,
+            description="Entity (location) ID sent as X-IA-API-Param-Entity; empty = top level.",
+        ),
+        th.Property(
+            "max_concurrency",
+            th.IntegerType,
+            default=DEFAULT_MAX_CONCURRENCY,
+            description="Requests in flight per process (Intacct enforces concurrency per tier).",
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType,
+            default=DEFAULT_MAX_RETRIES,
+            description="Attempts per request on 429, 5xx and dropped connections.",
+        ),
+        th.Property(
+            "timeout",
+            th.NumberType,
+            default=DEFAULT_TIMEOUT,
+            description="Per-request timeout in seconds.",
+        ),
+        th.Property(
+            "max_retry_wait",
+            th.NumberType,
+            default=300.0,
+            description="Longest single wait (seconds) honoured from a Retry-After header.",
+        ),
+        th.Property(
+            "spec_path",
+            th.ArrayType(th.StringType),
+            description=(
+                "Extra OpenAPI files or folders (newer downloads from Sage's developer portal); "
+                "for the same operationId the later file wins over the embedded spec."
+            ),
+        ),
+        th.Property(
+            "user_agent",
+            th.StringType,
+            description="User-Agent header sent to Intacct.",
+        ),
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """`SHARED_SETTINGS` stays importable by name while being built lazily."""
+    if name == "SHARED_SETTINGS":
+        return shared_settings_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
