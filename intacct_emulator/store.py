@@ -1,0 +1,280 @@
+"""SQLite storage for emulated records: one row per (object, key), JSON body plus index columns.
+
+Why this layout: the query service must page 4,000 records out of a million in a few tens of
+milliseconds, and the common incremental query filters and sorts on ``key``, ``id`` and
+``audit.modifiedDateTime``. Those are copied into indexed columns; everything else lives in the
+JSON body (stored sparse: unset members are absent and the read path fills in ``null``s).
+A file path makes data survive a restart (a demo loads, stops, starts and reads it back);
+``":memory:"`` is for tests.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    object   TEXT NOT NULL,
+    key      INTEGER NOT NULL,
+    entity   TEXT,
+    id       TEXT,
+    modified TEXT,
+    parent   INTEGER,
+    data     BLOB NOT NULL,
+    PRIMARY KEY (object, key)
+);
+CREATE INDEX IF NOT EXISTS records_id_v2 ON records (object, id, key, entity);
+CREATE INDEX IF NOT EXISTS records_modified_v2 ON records (object, modified, key, entity);
+CREATE INDEX IF NOT EXISTS records_key_v2 ON records (object, key, entity, id);
+CREATE INDEX IF NOT EXISTS records_parent ON records (object, parent);
+CREATE TABLE IF NOT EXISTS counters (
+    object   TEXT PRIMARY KEY,
+    last_key INTEGER NOT NULL
+);
+"""
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """Serialise a record body (msgspec: the hot path of seeding and writes)."""
+    return _encoder.encode(record)
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """Parse a stored record body."""
+    result: dict[str, Any] = _decoder.decode(data)
+    return result
+
+
+def decode_many(blobs: list[bytes]) -> list[dict[str, Any]]:
+    """Parse many stored bodies with one decoder call (a query page: thousands of rows)."""
+    if not blobs:
+        return []
+    result: list[dict[str, Any]] = _decoder.decode(b"[" + b",".join(blobs) + b"]")
+    return result
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """One stored record with its index columns (entity ``None`` = top level, shared)."""
+
+    object: str
+    key: int
+    entity: str | None
+    id: str | None
+    modified: str | None
+    parent: int | None
+    data: bytes
+
+    def record(self) -> dict[str, Any]:
+        """The decoded (sparse) record body."""
+        return decode(self.data)
+
+
+Row = tuple[str, int, str | None, str | None, str | None, int | None, bytes]
+
+
+class Store:
+    """Thin, synchronous wrapper around one SQLite connection.
+
+    Callers (``Company``) serialise access with their own lock; the connection is shared
+    across the HTTP server's worker threads, hence ``check_same_thread=False``.
+    """
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self.path = path
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA temp_store = MEMORY")
+        self._conn.execute("PRAGMA cache_size = -200000")
+        if path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.executescript(_SCHEMA)
+        self._depth = 0
+        self._lock = threading.RLock()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-nothing block; nests through savepoints (a batch inside a transaction)."""
+        with self._lock:
+            name = f"sp{self._depth}"
+            self._conn.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self._conn.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+
+    def close(self) -> None:
+        """Close the connection (a file database stays on disk)."""
+        self._conn.close()
+
+    def reset(self) -> None:
+        """Drop every record and key counter."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM records")
+            self._conn.execute("DELETE FROM counters")
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def allocate_keys(self, object_name: str, count: int) -> int:
+        """Reserve ``count`` sequential keys; returns the first. Rolled back with the batch."""
+        cur = self._conn.execute(
+            "INSERT INTO counters (object, last_key) VALUES (?, ?) "
+            "ON CONFLICT(object) DO UPDATE SET last_key = last_key + excluded.last_key "
+            "RETURNING last_key",
+            (object_name, count),
+        )
+        last = int(cur.fetchone()[0])
+        return last - count + 1
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def insert(self, row: StoredRow) -> None:
+        """Insert one record."""
+        self._conn.execute(
+            "INSERT INTO records (object, key, entity, id, modified, parent, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row.object, row.key, row.entity, row.id, row.modified, row.parent, row.data),
+        )
+
+    def insert_many(self, rows: Iterable[Row]) -> None:
+        """Bulk insert (seeding): one ``executemany`` inside the caller's transaction."""
+        self._conn.executemany(
+            "INSERT INTO records (object, key, entity, id, modified, parent, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def replace(self, row: StoredRow) -> None:
+        """Overwrite an existing record's columns and body."""
+        self._conn.execute(
+            "UPDATE records SET entity = ?, id = ?, modified = ?, parent = ?, data = ? "
+            "WHERE object = ? AND key = ?",
+            (row.entity, row.id, row.modified, row.parent, row.data, row.object, row.key),
+        )
+
+    def delete(self, object_name: str, key: int) -> bool:
+        """Delete one record; False when it did not exist."""
+        cur = self._conn.execute(
+            "DELETE FROM records WHERE object = ? AND key = ?", (object_name, key)
+        )
+        return cur.rowcount > 0
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, object_name: str, key: int) -> StoredRow | None:
+        """One record by key, or None."""
+        cur = self._conn.execute(
+            "SELECT object, key, entity, id, modified, parent, data FROM records "
+            "WHERE object = ? AND key = ?",
+            (object_name, key),
+        )
+        found = cur.fetchone()
+        return StoredRow(*found) if found else None
+
+    def key_for_id(self, object_name: str, record_id: str) -> int | None:
+        """The key of the record with this ``id`` (ids are unique per object)."""
+        cur = self._conn.execute(
+            "SELECT key FROM records WHERE object = ? AND id = ? LIMIT 1", (object_name, record_id)
+        )
+        found = cur.fetchone()
+        return int(found[0]) if found else None
+
+    def children(self, object_name: str, parent: int) -> list[StoredRow]:
+        """Owned records (lines) of one owner record, in key order."""
+        cur = self._conn.execute(
+            "SELECT object, key, entity, id, modified, parent, data FROM records "
+            "WHERE object = ? AND parent = ? ORDER BY key",
+            (object_name, parent),
+        )
+        return [StoredRow(*r) for r in cur.fetchall()]
+
+    def select(
+        self,
+        object_name: str,
+        where: Sequence[str],
+        params: Sequence[Any],
+        *,
+        order: str = "key",
+        limit: int | None = None,
+        offset: int = 0,
+        columns: str = "key, entity, data",
+    ) -> list[tuple[Any, ...]]:
+        """Rows of one object matching SQL conditions on the index columns."""
+        sql = f"SELECT {columns} FROM records WHERE object = ?"  # noqa: S608 - fixed fragments
+        for condition in where:
+            sql += f" AND ({condition})"
+        sql += f" ORDER BY {order}"
+        args: list[Any] = [object_name, *params]
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
+        return self._conn.execute(sql, args).fetchall()
+
+    def page(
+        self,
+        object_name: str,
+        where: Sequence[str],
+        params: Sequence[Any],
+        *,
+        order: str,
+        limit: int,
+        offset: int,
+    ) -> list[bytes]:
+        """Bodies of one page, in order, for conditions/order on index columns only.
+
+        Two steps so a deep ``OFFSET`` walks a covering index instead of reading (and
+        skipping) tens of thousands of record bodies: page keys first, then their bodies.
+        """
+        keys = [
+            row[0]
+            for row in self.select(
+                object_name, where, params, order=order, limit=limit, offset=offset, columns="key"
+            )
+        ]
+        if not keys:
+            return []
+        bodies: dict[int, bytes] = {}
+        for chunk_start in range(0, len(keys), 900):
+            chunk = keys[chunk_start : chunk_start + 900]
+            marks = ", ".join("?" for _ in chunk)
+            cur = self._conn.execute(
+                f"SELECT key, data FROM records WHERE object = ? AND key IN ({marks})",  # noqa: S608
+                [object_name, *chunk],
+            )
+            bodies.update(cur.fetchall())
+        return [bodies[key] for key in keys]
+
+    def count(self, object_name: str, where: Sequence[str], params: Sequence[Any]) -> int:
+        """How many rows match (the query service's ``totalCount``)."""
+        sql = "SELECT COUNT(*) FROM records WHERE object = ?"
+        for condition in where:
+            sql += f" AND ({condition})"
+        return int(self._conn.execute(sql, [object_name, *params]).fetchone()[0])
+
+    def max_modified(self) -> str | None:
+        """Latest stored ``audit.modifiedDateTime`` (the clock must never go below it)."""
+        found = self._conn.execute("SELECT MAX(modified) FROM records").fetchone()
+        return found[0] if found else None
+
+    def objects_with_data(self) -> list[str]:
+        """Names of objects that have at least one record."""
+        return [r[0] for r in self._conn.execute("SELECT DISTINCT object FROM records")]
