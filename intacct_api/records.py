@@ -1,0 +1,276 @@
+"""Record shape helpers shared by the tap, the target and the CLI.
+
+Intacct hands out the same record in two shapes: the query service returns *flat* rows keyed
+by the requested field paths (``{"audit.modifiedDateTime": "...", "vendor.id": "V1"}``, plus
+stray keys such as ``API_QUERY_ALIAS__25`` in real traffic), while GET-by-key and every write
+use *nested* objects (``{"audit": {"modifiedDateTime": "..."}, "vendor": {"id": "V1"}}``).
+The tap emits the nested shape whatever endpoint a record came from, so that a target's
+flattening setting (not our choice of endpoint) decides the column layout.
+
+The conversion runs once per record on the tap's hot path, so it is *compiled*: a
+:class:`RowPlan` is built once per stream from the list of requested field paths and then
+turns each row into a record with a few dict comprehensions and no string splitting. Only the
+planned keys are read, which is also what drops unknown keys (nothing is copied blindly).
+
+The reverse direction, :func:`field_paths`, lists the dotted paths to request from a record
+JSON Schema, honouring a selection predicate (the SDK's selection mask) and skipping what the
+query service cannot return (arrays/owned lists, write-only fields, free-form objects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "Breadcrumb",
+    "RowPlan",
+    "SchemaPruner",
+    "dotted",
+    "field_paths",
+    "flatten",
+    "nest",
+    "queryable_schema",
+]
+
+Breadcrumb = tuple[str, ...]
+"""A Singer metadata breadcrumb: ``("properties", "audit", "properties", "modifiedDateTime")``."""
+
+Selector = Callable[[Breadcrumb], bool]
+
+
+def _types(schema: Mapping[str, Any]) -> set[str]:
+    """The JSON types a (sub)schema admits, looking through ``anyOf``."""
+    found: set[str] = set()
+    raw = schema.get("type")
+    if isinstance(raw, str):
+        found.add(raw)
+    elif isinstance(raw, list):
+        found.update(t for t in raw if isinstance(t, str))
+    for option in schema.get("anyOf", ()) or ():
+        if isinstance(option, Mapping):
+            found |= _types(option)
+    return found
+
+
+def _is_array(schema: Mapping[str, Any]) -> bool:
+    return "array" in _types(schema) or "items" in schema
+
+
+def field_paths(
+    schema: Mapping[str, Any],
+    *,
+    selected: Selector | None = None,
+    exclude: Collection[str] = (),
+    _prefix: str = "",
+    _breadcrumb: Breadcrumb = (),
+) -> list[str]:
+    """Dotted query field paths for the (selected) leaves of a record schema.
+
+    The query service returns scalar leaves only: a nested object is requested through its
+    members (``audit.modifiedDateTime``), an owned list (``lines``) or any array cannot be
+    requested at all, and neither can write-only fields or objects without declared
+    properties. ``exclude`` names top-level properties that are not Intacct fields (columns
+    the tap adds itself). ``selected`` receives the SDK breadcrumb of each property; a
+    deselected object prunes its whole subtree.
+    """
+    paths: list[str] = []
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return paths
+    for name, sub in properties.items():
+        if not _prefix and name in exclude:
+            continue
+        if not isinstance(sub, Mapping) or sub.get("writeOnly") or _is_array(sub):
+            continue
+        breadcrumb = (*_breadcrumb, "properties", name)
+        if selected is not None and not selected(breadcrumb):
+            continue
+        path = f"{_prefix}{name}"
+        if isinstance(sub.get("properties"), Mapping):
+            paths.extend(
+                field_paths(sub, selected=selected, _prefix=f"{path}.", _breadcrumb=breadcrumb)
+            )
+        elif "object" in _types(sub) or ("$comment" in sub and not _types(sub)):
+            # free-form object or a cut recursive reference: nothing addressable inside
+            continue
+        else:
+            paths.append(path)
+    return paths
+
+
+def queryable_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a record schema the query service can return (same rules as
+    :func:`field_paths`): arrays, write-only fields and free-form objects removed, objects
+    left without members removed. The tap advertises this, so that a target never creates
+    columns (owned ``lines`` lists...) that no record will ever fill.
+    """
+    out = dict(schema)
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return out
+    kept: dict[str, Any] = {}
+    for name, sub in properties.items():
+        if not isinstance(sub, Mapping) or not field_paths({"properties": {name: sub}}):
+            continue
+        kept[name] = queryable_schema(sub) if isinstance(sub.get("properties"), Mapping) else sub
+    out["properties"] = kept
+    return out
+
+
+class RowPlan:
+    """A precompiled conversion of flat query rows into nested records.
+
+    ``fields`` are the dotted paths to place in the record (normally what was requested).
+    ``aliases`` adds top-level copies of row values (``{"_modified_at":
+    "audit.modifiedDateTime"}``) so that a nested value can also serve as the SDK's top-level
+    replication key; an alias source need not be among ``fields``. ``constants`` adds fixed
+    top-level values (the entity a partition was read from). Keys of the row that the plan
+    does not name are ignored, which is how ``API_QUERY_ALIAS__*`` and other strays vanish.
+    """
+
+    __slots__ = ("_constants", "_flat", "_groups", "aliases", "fields")
+
+    def __init__(
+        self,
+        fields: Iterable[str],
+        *,
+        aliases: Mapping[str, str] | None = None,
+        constants: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.fields: tuple[str, ...] = tuple(dict.fromkeys(fields))
+        self.aliases: dict[str, str] = dict(aliases or {})
+        self._constants: tuple[tuple[str, Any], ...] = tuple((constants or {}).items())
+        tree = _tree(self.fields)
+        self._flat, self._groups = _compile(tree, "")
+        self._flat = self._flat + tuple(self.aliases.items())
+
+    def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Build the nested record of one row."""
+        get = row.get
+        record = {out: get(src) for out, src in self._flat}
+        for name, flat, groups in self._groups:
+            record[name] = _build(get, flat, groups)
+        for name, value in self._constants:
+            record[name] = value
+        return record
+
+    def requested_fields(self) -> list[str]:
+        """What to ask the query service for: the planned fields plus alias sources."""
+        return list(dict.fromkeys([*self.fields, *self.aliases.values()]))
+
+    def with_constants(self, constants: Mapping[str, Any]) -> RowPlan:
+        """The same plan with other constant columns (one plan per entity partition)."""
+        return RowPlan(self.fields, aliases=self.aliases, constants=constants)
+
+
+_Group = tuple[str, tuple[tuple[str, str], ...], tuple[Any, ...]]
+
+
+def _tree(paths: Iterable[str]) -> dict[str, Any]:
+    """Paths as a nested dict; a leaf is ``None``. A group wins over a leaf of the same name."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        parts = path.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node.setdefault(parts[-1], None)
+    return tree
+
+
+def _compile(tree: Mapping[str, Any], prefix: str) -> tuple[tuple[tuple[str, str], ...], tuple]:
+    flat: list[tuple[str, str]] = []
+    groups: list[_Group] = []
+    for name, child in tree.items():
+        if child is None:
+            flat.append((name, f"{prefix}{name}"))
+        else:
+            sub_flat, sub_groups = _compile(child, f"{prefix}{name}.")
+            groups.append((name, sub_flat, sub_groups))
+    return tuple(flat), tuple(groups)
+
+
+def _build(
+    get: Callable[[str], Any], flat: tuple[tuple[str, str], ...], groups: tuple[_Group, ...]
+) -> dict[str, Any]:
+    record = {out: get(src) for out, src in flat}
+    for name, sub_flat, sub_groups in groups:
+        record[name] = _build(get, sub_flat, sub_groups)
+    return record
+
+
+def nest(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Nest any flat row by its dotted keys, without a schema (ad-hoc CLI output)."""
+    return RowPlan(row.keys())(row)
+
+
+def flatten(record: Mapping[str, Any], *, _prefix: str = "") -> dict[str, Any]:
+    """The reverse of :func:`nest`: nested objects become dotted keys; lists stay values."""
+    flat: dict[str, Any] = {}
+    for name, value in record.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, _prefix=f"{_prefix}{name}."))
+        else:
+            flat[f"{_prefix}{name}"] = value
+    return flat
+
+
+class SchemaPruner:
+    """Drops keys a record schema does not declare, recursively (compiled once per schema).
+
+    Used for records that arrive already nested (GET-by-key, operation streams), where the
+    row plan does not apply. Objects without declared properties are kept whole; arrays of
+    objects are pruned item by item.
+    """
+
+    __slots__ = ("_allowed", "_children", "_items")
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        properties = schema.get("properties")
+        self._allowed: frozenset[str] | None = (
+            frozenset(properties) if isinstance(properties, Mapping) else None
+        )
+        self._children: dict[str, SchemaPruner] = {}
+        items = schema.get("items")
+        self._items: SchemaPruner | None = (
+            SchemaPruner(items) if isinstance(items, Mapping) and _declares(items) else None
+        )
+        if isinstance(properties, Mapping):
+            for name, sub in properties.items():
+                if isinstance(sub, Mapping) and _declares(sub):
+                    self._children[name] = SchemaPruner(sub)
+
+    def __call__(self, value: Any) -> Any:
+        """The pruned copy of ``value`` (a record, a sub-object or a list)."""
+        if isinstance(value, list):
+            if self._items is None:
+                return value
+            return [self._items(item) for item in value]
+        if not isinstance(value, Mapping) or self._allowed is None:
+            return value
+        allowed = self._allowed
+        children = self._children
+        out: dict[str, Any] = {}
+        for name, item in value.items():
+            if name not in allowed:
+                continue
+            child = children.get(name)
+            out[name] = child(item) if child is not None and item is not None else item
+        return out
+
+
+def _declares(schema: Mapping[str, Any]) -> bool:
+    """True when a subschema constrains keys somewhere (so pruning below it matters)."""
+    if isinstance(schema.get("properties"), Mapping):
+        return True
+    items = schema.get("items")
+    return isinstance(items, Mapping) and _declares(items)
+
+
+def dotted(breadcrumb: Sequence[str]) -> str:
+    """``("properties", "audit", "properties", "x")`` -> ``"audit.x"`` (for messages)."""
+    return ".".join(breadcrumb[1::2])
