@@ -1,0 +1,447 @@
+"""Turn one input record into the exact JSON an Intacct write request carries, or say why not.
+
+The Mutate engine must never send a record the API would reject for a reason we can see
+locally, and it must say *which field* is wrong. Two steps, compiled once per
+(object, operation) and then run per record:
+
+1. **Normalise** (a precompiled plan walk, pure Python): drop read-only fields (Intacct rejects
+   them; a tap's records carry `key`, `href`, `audit`...), drop top-level `_*` metadata
+   (`_sdc_*`, the tap's `_modified_at`), reject
+   unknown fields, turn the SDK's `date`/`datetime` objects back into `YYYY-MM-DD` / ISO-8601
+   UTC, turn amounts (`decimal-precision-N`) into decimal strings with N places after checking
+   the precision, and reject oversized strings (the spec carries no `maxLength`, so a generic
+   cap applies).
+2. **Validate** the normalised body with a fastjsonschema validator compiled from the spec's
+   request schema (types, enums, nested shapes). fastjsonschema is ~10x faster than jsonschema
+   on the happy path; only when it fails do we ask jsonschema for a readable explanation
+   naming the field, which is the slow path we can afford.
+
+Nothing here does I/O; the engine (`mutate.py`) decides what to do with the outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastjsonschema
+import jsonschema
+
+__all__ = [
+    "DEFAULT_MAX_STRING_LENGTH",
+    "FieldPlan",
+    "InvalidRecordError",
+    "PreparedRecord",
+    "RequestPreparer",
+    "format_datetime",
+    "format_decimal",
+]
+
+DEFAULT_MAX_STRING_LENGTH = 10_000
+"""Generic cap for string values: the spec has no ``maxLength`` and Intacct's longest free-text
+fields are a few thousand characters; a megabyte string is a data error, not a note."""
+
+_PRECISION_FORMAT = re.compile(r"^(?:decimal|percent)-precision-(\d+)$")
+_BINARY_FORMATS = frozenset({"base64zip", "base64url", "inbound-binary", "outbound-binary"})
+_METADATA_PREFIX = "_"
+"""Top-level names starting with ``_`` are Singer/tap metadata (``_sdc_*``, the tap's lifted
+``_modified_at`` replication key): never Intacct fields, so they are dropped, not sent."""
+_UNSET = object()
+
+
+class InvalidRecordError(ValueError):
+    """A record that must not reach the API; ``field`` is a dotted path ('' for the record)."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        self.field = field_path
+        self.message = message
+        super().__init__(f"field '{field_path}': {message}" if field_path else message)
+
+
+@dataclass
+class FieldPlan:
+    """What normalisation needs to know about one property, precomputed from its schema."""
+
+    read_only: bool = False
+    types: frozenset[str] = frozenset()
+    fmt: str | None = None
+    precision: int | None = None
+    max_length: int | None = None
+    nullable: bool = True
+    properties: dict[str, FieldPlan] | None = None  # object with declared members
+    items: FieldPlan | None = None  # array
+
+
+@dataclass
+class PreparedRecord:
+    """A request-ready body plus what was silently dropped (for a warning, not an error)."""
+
+    body: dict[str, Any]
+    dropped_read_only: list[str] = field(default_factory=list)
+
+
+def format_datetime(value: dt.datetime) -> str:
+    """ISO-8601 in UTC with a ``Z`` suffix, the way Intacct writes ``audit.modifiedDateTime``.
+
+    Naive datetimes are taken as UTC (Singer timestamps without an offset are UTC by
+    convention).
+    """
+    value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    text = value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def format_decimal(value: decimal.Decimal, places: int | None) -> str:
+    """A decimal string; with ``places`` exactly that many digits after the point."""
+    if places is None:
+        return format(value, "f")
+    return format(value.quantize(decimal.Decimal(1).scaleb(-places)), "f")
+
+
+def _types_of(schema: Mapping[str, Any]) -> frozenset[str]:
+    """The JSON types a (resolved) property schema allows, looking through anyOf/oneOf."""
+    found: set[str] = set()
+    raw = schema.get("type")
+    if isinstance(raw, str):
+        found.add(raw)
+    elif isinstance(raw, list):
+        found.update(str(t) for t in raw)
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key, ()) or ():
+            if isinstance(sub, Mapping):
+                found |= _types_of(sub)
+    if schema.get("nullable") is True:
+        found.add("null")
+    if not found and "properties" in schema:
+        found.add("object")
+    return frozenset(found)
+
+
+def _merged(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Shallow-merge ``allOf`` members so a not-yet-flattened schema still yields properties."""
+    out: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+    for sub in schema.get("allOf", ()) or ():
+        if not isinstance(sub, Mapping):
+            continue
+        for key, value in _merged(sub).items():
+            if key == "properties":
+                props = dict(out.get("properties", {}))
+                for name, prop in value.items():
+                    props[name] = {**props.get(name, {}), **prop} if name in props else prop
+                out["properties"] = props
+            elif key == "required":
+                out["required"] = sorted({*out.get("required", ()), *value})
+            else:
+                out.setdefault(key, value)
+    return out
+
+
+def build_plan(schema: Mapping[str, Any]) -> FieldPlan:
+    """Precompute the normalisation plan for a property (recursively)."""
+    schema = _merged(schema)
+    fmt = schema.get("format")
+    if fmt is None:
+        for key in ("anyOf", "oneOf"):
+            for sub in schema.get(key, ()) or ():
+                if isinstance(sub, Mapping) and sub.get("format"):
+                    fmt = sub["format"]
+    precision_match = _PRECISION_FORMAT.match(fmt) if isinstance(fmt, str) else None
+    types = _types_of(schema)
+    plan = FieldPlan(
+        read_only=bool(schema.get("readOnly")),
+        types=types,
+        fmt=fmt if isinstance(fmt, str) else None,
+        precision=int(precision_match.group(1)) if precision_match else None,
+        max_length=schema.get("maxLength"),
+        nullable="null" in types or not types,
+    )
+    props = schema.get("properties")
+    if isinstance(props, Mapping) and props:
+        plan.properties = {name: build_plan(sub) for name, sub in props.items()}
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        plan.items = build_plan(items)
+    return plan
+
+
+def _request_validation_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema fastjsonschema checks: read-only members and ``required`` removed.
+
+    Read-only members are dropped by normalisation before validation, and required fields are
+    checked in Python with a clearer message, so both are removed here; ``default`` is removed
+    so no validator ever injects values into a body.
+    """
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, list):
+            return [strip(item) for item in node]
+        if not isinstance(node, Mapping):
+            return node
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in {"required", "default", "readOnly", "writeOnly", "example", "examples"}:
+                continue
+            if key == "format":  # formats are handled by normalisation
+                continue
+            if key == "properties" and isinstance(value, Mapping):
+                out[key] = {
+                    name: strip(sub)
+                    for name, sub in value.items()
+                    if not (isinstance(sub, Mapping) and sub.get("readOnly"))
+                }
+            elif key == "description":
+                continue
+            else:
+                out[key] = strip(value)
+        if node.get("nullable") is True:
+            out.pop("nullable", None)
+            raw = out.get("type")
+            if isinstance(raw, str):
+                out["type"] = [raw, "null"]
+            elif isinstance(raw, list) and "null" not in raw:
+                out["type"] = [*raw, "null"]
+        return out
+
+    stripped: dict[str, Any] = strip(_merged(schema))
+    return stripped
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class RequestPreparer:
+    """Compiled normaliser + validator for one (object, operation) request schema.
+
+    ``operation`` is ``create`` or ``update`` (deletes carry only keys). On create, fields in
+    ``required`` must be present and non-null, and null values are dropped (unset means the
+    default). On update a null clears a nullable field and is dropped for a non-nullable one
+    (a tap emits null for "unset", which a PATCH cannot express for such fields).
+    """
+
+    def __init__(
+        self,
+        schema: Mapping[str, Any],
+        *,
+        operation: str,
+        required: Sequence[str] = (),
+        object_name: str = "",
+        keep_fields: Sequence[str] = (),
+        max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
+    ) -> None:
+        self.object_name = object_name
+        self.operation = operation
+        self.required = tuple(required)
+        self.keep_fields = frozenset(keep_fields)
+        self.max_string_length = max_string_length
+        merged = _merged(schema)
+        self.plan = build_plan(merged)
+        self._validation_schema = _request_validation_schema(merged)
+        self._validation_schema.pop("required", None)
+        self._compiled = fastjsonschema.compile(
+            self._validation_schema, use_default=False, use_formats=False
+        )
+        self._explainer: jsonschema.protocols.Validator | None = None
+
+    # -- normalisation -------------------------------------------------------------------
+
+    def prepare(self, record: Mapping[str, Any]) -> PreparedRecord:
+        """Return the request body for ``record`` or raise :class:`InvalidRecordError`."""
+        dropped: list[str] = []
+        body = self._normalise_object(record, self.plan, "", dropped, top=True)
+        if self.operation == "create":
+            for name in self.required:
+                if _dig(body, name) is None and not _reference_by_key(body, name):
+                    raise InvalidRecordError(name, "is required on create")
+        self._validate(body)
+        return PreparedRecord(body=body, dropped_read_only=dropped)
+
+    def _normalise_object(
+        self,
+        record: Mapping[str, Any],
+        plan: FieldPlan,
+        prefix: str,
+        dropped: list[str],
+        *,
+        top: bool = False,
+    ) -> dict[str, Any]:
+        props = plan.properties
+        out: dict[str, Any] = {}
+        for name, value in record.items():
+            path = f"{prefix}{name}"
+            if top and (name.startswith(_METADATA_PREFIX) or name in self.keep_fields):
+                if name in self.keep_fields:
+                    out[name] = value
+                continue
+            if props is None:  # free-form object: pass through, only fix Python types
+                out[name] = self._plain(value, path)
+                continue
+            sub = props.get(name)
+            if sub is None:
+                if "::" in name:  # custom fields (nsp::...) and ia::operation on lines
+                    out[name] = self._plain(value, path)
+                    continue
+                raise InvalidRecordError(
+                    path,
+                    f"unknown field for {self.object_name or 'this object'}"
+                    + _suggest(name, props),
+                )
+            if sub.read_only:
+                dropped.append(path)
+                continue
+            if value is None:
+                if self.operation == "create" or not sub.nullable:
+                    continue
+                out[name] = None
+                continue
+            normalised = self._normalise_value(value, sub, path, dropped)
+            if normalised is _UNSET:
+                continue
+            out[name] = normalised
+        return out
+
+    def _normalise_value(self, value: Any, plan: FieldPlan, path: str, dropped: list[str]) -> Any:
+        if isinstance(value, Mapping):
+            if plan.properties is None and "object" not in plan.types and plan.types:
+                return dict(value)  # wrong type: let the validator name it
+            had_members = bool(value)
+            out = self._normalise_object(value, plan, f"{path}.", dropped)
+            if had_members and not out:
+                return _UNSET  # only read-only members (e.g. a reference's name/href)
+            return out
+        if isinstance(value, list | tuple):
+            if plan.items is None:
+                return [self._plain(item, path) for item in value]
+            return [
+                self._normalise_value(item, plan.items, f"{path}[{i}]", dropped)
+                for i, item in enumerate(value)
+            ]
+        if isinstance(value, dt.datetime):
+            if plan.fmt == "date":
+                return value.date().isoformat()
+            return format_datetime(value)
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        if isinstance(value, dt.time):
+            return value.isoformat()
+        if plan.precision is not None or (
+            "string" in plan.types and isinstance(value, decimal.Decimal)
+        ):
+            return self._decimal(value, plan, path)
+        if isinstance(value, decimal.Decimal):
+            return _decimal_to_number(value, plan.types)
+        if isinstance(value, str):
+            limit = plan.max_length or (
+                None if plan.fmt in _BINARY_FORMATS else self.max_string_length
+            )
+            if limit is not None and len(value) > limit:
+                raise InvalidRecordError(
+                    path, f"string of {len(value)} characters exceeds the limit of {limit}"
+                )
+        return value
+
+    def _decimal(self, value: Any, plan: FieldPlan, path: str) -> Any:
+        if isinstance(value, bool) or not isinstance(value, str | int | float | decimal.Decimal):
+            return value  # wrong type: the validator reports it
+        try:
+            number = (
+                decimal.Decimal(str(value).strip())
+                if not isinstance(value, decimal.Decimal)
+                else value
+            )
+        except decimal.InvalidOperation:
+            raise InvalidRecordError(path, f"{_describe(value)} is not a decimal number") from None
+        if not number.is_finite():
+            raise InvalidRecordError(path, f"{_describe(value)} is not a finite decimal number")
+        places = plan.precision
+        if places is not None:
+            exponent = number.normalize().as_tuple().exponent
+            actual = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+            if actual > places:
+                raise InvalidRecordError(
+                    path,
+                    f"{_describe(value)} has {actual} decimal places; "
+                    f"{plan.fmt} allows at most {places}",
+                )
+        if "string" in plan.types or not plan.types:
+            return format_decimal(number, places)
+        return _decimal_to_number(number, plan.types)
+
+    def _plain(self, value: Any, path: str) -> Any:
+        """JSON-native form of a value with no schema (custom fields, free-form objects)."""
+        if isinstance(value, Mapping):
+            return {k: self._plain(v, f"{path}.{k}") for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._plain(v, path) for v in value]
+        if isinstance(value, dt.datetime):
+            return format_datetime(value)
+        if isinstance(value, dt.date | dt.time):
+            return value.isoformat()
+        if isinstance(value, decimal.Decimal):
+            return format_decimal(value, None)
+        if isinstance(value, str) and len(value) > self.max_string_length:
+            raise InvalidRecordError(
+                path,
+                f"string of {len(value)} characters exceeds the limit of {self.max_string_length}",
+            )
+        return value
+
+    # -- validation ----------------------------------------------------------------------
+
+    def _validate(self, body: dict[str, Any]) -> None:
+        try:
+            self._compiled(body)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise self.explain(body, exc) from None
+
+    def explain(
+        self, body: Mapping[str, Any], exc: fastjsonschema.JsonSchemaValueException
+    ) -> InvalidRecordError:
+        """Ask jsonschema for the most relevant error (slow path, failures only)."""
+        if self._explainer is None:
+            self._explainer = jsonschema.Draft202012Validator(self._validation_schema)
+        error = jsonschema.exceptions.best_match(self._explainer.iter_errors(body))
+        if error is None:  # the two validators disagree: fall back to fastjsonschema's words
+            path = ".".join(str(p) for p in (exc.path or [])[1:])
+            return InvalidRecordError(path, exc.message.replace(exc.name or "", "value", 1))
+        path = ".".join(str(p) for p in error.absolute_path)
+        message = error.message
+        if error.validator == "enum":
+            message = f"{_describe(error.instance)} is not one of {error.validator_value}"
+        elif error.validator == "type":
+            message = f"{_describe(error.instance)} is not of type {error.validator_value}"
+        return InvalidRecordError(path, message)
+
+
+def _dig(body: Mapping[str, Any], path: str) -> Any:
+    """Value at a dotted path (``vendor.id``), None when any step is missing."""
+    value: Any = body
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _reference_by_key(body: Mapping[str, Any], path: str) -> bool:
+    """A required reference ``vendor.id`` is equally satisfied by ``vendor.key``."""
+    parent, _, leaf = path.rpartition(".")
+    return bool(parent) and leaf == "id" and _dig(body, f"{parent}.key") is not None
+
+
+def _decimal_to_number(value: decimal.Decimal, types: frozenset[str]) -> int | float | str:
+    """A Decimal (the SDK/msgspec parse floats as Decimal) as a JSON number for number fields."""
+    if value == value.to_integral_value() and ("integer" in types or "number" not in types):
+        return int(value)
+    return float(value)
+
+
+def _suggest(name: str, props: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(name, list(props), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""

@@ -1,0 +1,138 @@
+"""The target's results file (one JSON line per input record) and its end-of-run summary.
+
+Singer has no per-record error channel, yet "nothing is lost" is the target's promise: every
+record, written or not, gets a line here with the reason naming the record and the field.
+Sinks drain in parallel threads, so writes are serialised by a lock and each batch's lines
+are flushed together; the target only emits STATE after the drain that wrote them, so a
+STATE on stdout always means its records' results are on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from intacct_api.mutate_results import MutateResult
+
+__all__ = ["ResultsWriter", "default_results_path"]
+
+_COUNTED = {"create": "created", "update": "updated", "delete": "deleted"}
+
+
+def _enc_hook(value: Any) -> Any:
+    """Records echoed in results may still hold the SDK's parsed types."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return str(value)
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook, decimal_format="string")
+
+
+def default_results_path(now: dt.datetime | None = None) -> str:
+    """``intacct-results-<UTC timestamp>.jsonl`` in the current directory (one file per run)."""
+    now = now or dt.datetime.now(dt.UTC)
+    return f"intacct-results-{now.strftime('%Y%m%dT%H%M%S%fZ')}.jsonl"
+
+
+class ResultsWriter:
+    """Thread-safe JSON-lines writer plus counters per (stream, operation)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] | None = self.path.open("wb")
+        self._lock = threading.Lock()
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.failed_by_operation: Counter[tuple[str, str]] = Counter()
+
+    def write(self, stream: str, results: Iterable[MutateResult]) -> int:
+        """Append one line per result (in the given order), flush; return the failure count."""
+        buffer = bytearray()
+        failed = 0
+        counts: Counter[tuple[str, str]] = Counter()
+        failed_ops: Counter[tuple[str, str]] = Counter()
+        for result in results:
+            line = {"stream": stream, **result.to_dict()}
+            buffer += _ENCODER.encode(line)
+            buffer += b"\n"
+            if result.status == "skipped":
+                counts[(stream, "skipped")] += 1
+            elif result.ok:
+                what = "validated" if result.dry_run else _COUNTED.get(result.operation)
+                counts[(stream, what or result.operation)] += 1
+            else:
+                failed += 1
+                counts[(stream, "failed")] += 1
+                failed_ops[(stream, result.operation)] += 1
+        with self._lock:
+            if self._file is None:
+                raise RuntimeError("results file already closed")
+            self._file.write(buffer)
+            self._file.flush()
+            self.counts.update(counts)
+            self.failed_by_operation.update(failed_ops)
+        return failed
+
+    @property
+    def failed(self) -> int:
+        """Records that were not written (any stream)."""
+        with self._lock:
+            return sum(n for (_, what), n in self.counts.items() if what == "failed")
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """``{stream: {created, updated, deleted, failed, [dry_run]}}`` for the log."""
+        out: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for (stream, what), count in sorted(self.counts.items()):
+                entry = out.setdefault(
+                    stream, {"created": 0, "updated": 0, "deleted": 0, "failed": 0}
+                )
+                entry[what] = entry.get(what, 0) + count
+        return out
+
+    def log_summary(self, logger: logging.Logger) -> None:
+        """One line per stream (created, updated, deleted, failed) and where the file is."""
+        summary = self.summary()
+        if not summary:
+            logger.info("No records received; results file %s is empty.", self.path)
+        for stream, counts in summary.items():
+            failed_ops = ", ".join(
+                f"{op} {n}"
+                for (s, op), n in sorted(self.failed_by_operation.items())
+                if s == stream
+            )
+            extra = "".join(
+                f", {what} {counts[what]}" for what in ("skipped", "validated") if what in counts
+            )
+            logger.info(
+                "Summary for stream '%s': created %d, updated %d, deleted %d, failed %d%s%s",
+                stream,
+                counts.get("created", 0),
+                counts.get("updated", 0),
+                counts.get("deleted", 0),
+                counts.get("failed", 0),
+                f" (by operation: {failed_ops})" if failed_ops else "",
+                extra,
+            )
+        logger.info("Per-record results written to %s", self.path)
+
+    def close(self) -> None:
+        """Flush and close (idempotent)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

@@ -1,0 +1,259 @@
+"""target-intacct as a subprocess (and once in-process) against the emulator over loopback.
+
+Input files live in tests/data/*.singer; the kill-and-rerun input is generated per test.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from intacct_api.client import IntacctClient
+from intacct_api.mutate import MutateEngine
+from intacct_api.settings import ConnectionSettings
+from intacct_api.spec import default_registry
+from intacct_emulator.testing import EmulatorServer
+from target_intacct.target import TargetIntacct
+
+DATA = Path(__file__).parent / "data"
+TARGET = str(Path(sys.executable).with_name("target-intacct"))
+VENDOR = "accounts-payable/vendor"
+STREAM = "accounts_payable__vendor"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def config(emulator: EmulatorServer, tmp_path: Path) -> dict[str, Any]:
+    emulator.reset()
+    return {
+        "base_url": emulator.base_url,
+        "client_id": "demo-client",
+        "client_secret": "demo-secret",
+        "username": "admin@DEMO",
+        "token_store": str(tmp_path / "tokens.json"),
+        "results_path": str(tmp_path / "results.jsonl"),
+    }
+
+
+def run_target(
+    config: dict[str, Any], input_path: Path, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    return subprocess.run(
+        [TARGET, "--config", str(config_path), "--input", str(input_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+
+
+def results_of(config: dict[str, Any]) -> list[dict[str, Any]]:
+    lines = Path(config["results_path"]).read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def stored_vendors(config: dict[str, Any]) -> list[dict[str, Any]]:
+    settings = ConnectionSettings.from_config(config)
+    with IntacctClient(settings) as client:
+        body = {"object": VENDOR, "fields": ["key", "id", "name"], "size": 4000}
+        rows: list[dict[str, Any]] = client.query(body).json()["ia::result"]
+        return rows
+
+
+def test_load_writes_results_summary_and_state(config: dict[str, Any], tmp_path: Path) -> None:
+    done = run_target(config, DATA / "target_vendors.singer", tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = results_of(config)
+    assert [(r["line"], r["status"], r["operation"]) for r in results] == [
+        (2, "ok", "create"),
+        (3, "ok", "create"),
+        (5, "ok", "create"),
+    ]
+    assert all(r["stream"] == STREAM and r["key"] for r in results)
+    assert results[0]["request"] == {"id": "TV1", "name": "Target One", "creditLimit": 1000.5}
+    assert "Summary for stream 'accounts_payable__vendor': created 3, updated 0" in done.stderr
+    states = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert states[-1] == {"bookmarks": {STREAM: {"replication_key_value": "3"}}}
+    assert sorted(v["id"] for v in stored_vendors(config)) == ["TV1", "TV2", "TV3"]
+
+    again = run_target(config, DATA / "target_vendors.singer", tmp_path)  # upsert: updates
+    assert again.returncode == 0, again.stderr
+    assert [r["operation"] for r in results_of(config)] == ["update"] * 3
+    assert len(stored_vendors(config)) == 3
+
+
+@pytest.mark.parametrize(("on_error", "code"), [("continue", 0), ("fail", 1)])
+def test_bad_input_is_reported_not_lost(
+    config: dict[str, Any], tmp_path: Path, on_error: str, code: int
+) -> None:
+    config |= {
+        "on_error": on_error,
+        "streams": {"vendor_updates": {"object": VENDOR, "operation": "update"}},
+    }
+    done = run_target(config, DATA / "target_bad_input.singer", tmp_path)
+    assert done.returncode == code, done.stderr
+    by_line = {r["line"]: r for r in results_of(config)}
+    assert sorted(by_line) == [2, 3, 4, 5, 6, 7, 9, 11, 12]
+    assert by_line[2]["status"] == "ok"
+    assert by_line[12]["status"] == "ok"
+    assert "field 'creditLimit'" in by_line[3]["error"]
+    assert "field 'status'" in by_line[4]["error"]
+    assert "field 'name': string of 20000 characters" in by_line[5]["error"]
+    assert "field 'favouriteColour': unknown field" in by_line[6]["error"]
+    assert by_line[7]["errorCode"] == "malformedLine"
+    assert by_line[7]["stream"] == STREAM
+    assert "field 'key'" in by_line[9]["error"]
+    assert by_line[11]["errorCode"] == "unknownStream"
+    assert "no_such_stream" in by_line[11]["error"]
+    assert sorted(v["id"] for v in stored_vendors(config)) == ["GOOD1", "GOOD2"]
+    assert "failed 5" in done.stderr
+
+
+def test_record_before_schema_keeps_sdk_behaviour_after_flushing(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    done = run_target(config, DATA / "target_record_before_schema.singer", tmp_path)
+    assert done.returncode != 0
+    assert "RecordsWithoutSchemaException" in done.stderr
+    results = results_of(config)
+    assert [(r["line"], r["status"]) for r in results] == [(2, "ok"), (3, "error")]
+    assert "encountered before a corresponding schema" in results[1]["error"]
+    assert [v["id"] for v in stored_vendors(config)] == ["GOOD1"]
+
+
+@pytest.mark.parametrize("allow", [True, False])
+def test_deleted_records(config: dict[str, Any], tmp_path: Path, allow: bool) -> None:
+    settings = ConnectionSettings.from_config(config)
+    with IntacctClient(settings) as client:
+        engine = MutateEngine(default_registry(), client)
+        made = list(engine.mutate(VENDOR, [{"id": "D1", "name": "a"}, {"id": "D2", "name": "b"}]))
+    schema = {
+        "type": "object",
+        "properties": {
+            "key": {"type": "string"},
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+        },
+    }
+    lines = [
+        {"type": "SCHEMA", "stream": STREAM, "schema": schema, "key_properties": ["key"]},
+        {
+            "type": "RECORD",
+            "stream": STREAM,
+            "record": {"key": made[0].key, "id": "D1", "_sdc_deleted_at": "2024-05-01T00:00:00Z"},
+        },
+        {
+            "type": "RECORD",
+            "stream": STREAM,
+            "record": {"key": made[1].key, "id": "D2", "name": "kept"},
+        },
+    ]
+    path = tmp_path / "deletes.singer"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = run_target(config | {"allow_deletes": allow}, path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    first, second = results_of(config)
+    assert second["operation"] == "update"
+    if allow:
+        assert (first["status"], first["operation"]) == ("ok", "delete")
+        assert [v["id"] for v in stored_vendors(config)] == ["D2"]
+    else:
+        assert (first["status"], first["errorCode"]) == ("skipped", "deleteNotAllowed")
+        assert sorted(v["id"] for v in stored_vendors(config)) == ["D1", "D2"]
+
+
+def test_dry_run_writes_results_without_calling_the_api(
+    emulator: EmulatorServer, config: dict[str, Any], tmp_path: Path
+) -> None:
+    done = run_target(config | {"dry_run": True}, DATA / "target_vendors.singer", tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = results_of(config)
+    assert [r["dryRun"] for r in results] == [True, True, True]
+    assert emulator.requests() == {}
+
+
+def test_state_is_emitted_only_after_results_are_recorded(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = TargetIntacct(config=config | {"batch_size": 2})
+    seen: list[tuple[dict[str, Any], int]] = []
+
+    def spy(state: dict[str, Any]) -> None:
+        path = Path(config["results_path"])
+        seen.append((state, len(path.read_text().splitlines()) if path.exists() else 0))
+
+    monkeypatch.setattr(target, "_write_state_message", spy)
+    text = (DATA / "target_vendors.singer").read_text()
+    target.listen(io.StringIO(text))
+    assert seen, "no STATE was emitted"
+    assert seen[-1] == ({"bookmarks": {STREAM: {"replication_key_value": "3"}}}, 3)
+
+
+def test_kill_and_rerun_leaves_no_duplicates(
+    emulator: EmulatorServer, config: dict[str, Any], tmp_path: Path
+) -> None:
+    total = 600
+    schema = {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "name": {"type": "string"}},
+    }
+    path = tmp_path / "many.singer"
+    with path.open("w") as out:
+        out.write(
+            json.dumps(
+                {"type": "SCHEMA", "stream": STREAM, "schema": schema, "key_properties": ["id"]}
+            )
+            + "\n"
+        )
+        for i in range(total):
+            record = {"id": f"K{i:04d}", "name": f"Kill test {i}"}
+            out.write(json.dumps({"type": "RECORD", "stream": STREAM, "record": record}) + "\n")
+    config |= {"operation": "create", "batch_size": 50}
+    emulator.set_faults(latency_ms=150)
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    proc = subprocess.Popen(
+        [TARGET, "--config", str(config_path), "--input", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    results_path = Path(config["results_path"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if results_path.exists() and len(results_path.read_text().splitlines()) >= 100:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    written_before = len(stored_vendors(config))
+    assert 100 <= written_before < total
+
+    emulator.set_faults(latency_ms=0)
+    done = run_target(config, path, tmp_path)  # same input, same batches, same keys
+    assert done.returncode == 0, done.stderr
+    results = results_of(config)
+    assert len(results) == total
+    assert all(r["status"] == "ok" for r in results), [r for r in results if r["status"] != "ok"]
+    ids = [v["id"] for v in stored_vendors(config)]
+    assert len(ids) == total
+    assert len(set(ids)) == total
