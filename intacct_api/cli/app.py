@@ -69,14 +69,20 @@ class CliContext:
 
         return IntacctClient(self.settings, registry=self.registry)
 
+    def close(self) -> None:
+        """Release the client's pooled connections if a command opened it (run on exit)."""
+        client = self.__dict__.get("client")
+        if client is not None:
+            client.close()
+
 
 def get_context(ctx: typer.Context) -> CliContext:
     """The shared context of the running command (created by the app callback)."""
-    obj = ctx.find_root().obj
-    if not isinstance(obj, CliContext):  # a group registered on a bare Typer in tests
-        obj = CliContext()
-        ctx.find_root().obj = obj
-    return obj
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliContext):  # a group registered on a bare Typer in tests
+        root.obj = CliContext()
+        root.call_on_close(root.obj.close)
+    return root.obj
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -138,7 +144,7 @@ def global_options(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    ctx.obj = CliContext(
+    ctx.obj = cli_context = CliContext(
         overrides={
             "base_url": base_url,
             "client_id": client_id,
@@ -150,6 +156,7 @@ def global_options(
         },
         config_file=config,
     )
+    ctx.call_on_close(cli_context.close)
 
 
 def build_app() -> typer.Typer:
@@ -165,7 +172,9 @@ def main() -> None:
     """Console-script entry point: our errors become one line on stderr, exit code 1."""
     cli = build_app()
     try:
-        cli(standalone_mode=False)
+        code = cli(standalone_mode=False)
+        if isinstance(code, int) and code:  # click returns (not raises) Exit codes here
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -169,15 +169,7 @@ def objects_list(
 
 def _model_schema(ctx: typer.Context, object_name: str) -> dict[str, Any]:
     """Ask the company's model service (needs a connection) and convert the answer."""
-    context = get_context(ctx)
-    try:
-        client = context.client
-    except ImportError:
-        fail("--source model needs intacct_api.client, which is not available in this build")
-    try:
-        return model_to_record_schema(client.model(object_name, schema=True))
-    finally:
-        client.close()  # one model call per command: release pooled sockets now
+    return model_to_record_schema(get_context(ctx).client.model(object_name, schema=True))
 
 
 def schema_command(
