@@ -36,7 +36,7 @@ MELTANO_STAMP := $(MELTANO_VENV)/.installed
 $(MELTANO_STAMP):
 	$(PYTHON) -m venv $(MELTANO_VENV)
 	$(MELTANO_VENV)/bin/pip install --quiet --upgrade pip
-	$(MELTANO_VENV)/bin/pip install --quiet 'meltano==4.4.1' 'duckdb>=1.0,<2'
+	$(MELTANO_VENV)/bin/pip install --quiet 'meltano==4.4.1' 'duckdb==2.0.1'
 	touch $(MELTANO_STAMP)
 
 demo: setup $(MELTANO_STAMP)

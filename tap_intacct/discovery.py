@@ -77,13 +77,45 @@ def _key_properties(schema: dict[str, Any], options: TapOptions) -> tuple[str, .
     return ("key", ENTITY) if options.entities else ("key",)
 
 
+def without_deprecated_case_twins(schema: dict[str, Any], stream: str = "") -> dict[str, Any]:
+    """Drop deprecated properties whose name differs from a current one only by case.
+
+    Sage's spec keeps deprecated lower-case aliases beside their replacements (vendor has
+    ``accountlabel`` and ``accountLabel``). Warehouses fold column names to one case, so both
+    would land on the same column and fail the load; the deprecated twin carries nothing the
+    current one does not, so it is left out of the advertised schema (and so of the query).
+    """
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return schema
+    by_folded: dict[str, list[str]] = {}
+    for prop in properties:
+        by_folded.setdefault(prop.lower(), []).append(prop)
+    dropped = {
+        prop
+        for twins in by_folded.values()
+        if len(twins) > 1
+        for prop in twins
+        if properties[prop].get("deprecated")
+        and not all(properties[t].get("deprecated") for t in twins)
+    }
+    if dropped:
+        logger.info("%s: left out deprecated case-twins %s", stream, sorted(dropped))
+    kept = {
+        prop: without_deprecated_case_twins(sub, stream) if isinstance(sub, dict) else sub
+        for prop, sub in properties.items()
+        if prop not in dropped
+    }
+    return {**schema, "properties": kept}
+
+
 def object_definition(
     name: str, object_name: str, record_schema: dict[str, Any], options: TapOptions
 ) -> StreamDefinition:
     """The stream of one object, given the record schema from the spec or the model."""
     timestamp = MODIFIED_FIELD if _has_modified(record_schema) else None
     schema = with_synthetic_columns(
-        queryable_schema(record_schema),
+        queryable_schema(without_deprecated_case_twins(record_schema, name)),
         modified_at=timestamp is not None,
         deletes=options.deletes != "off",
     )

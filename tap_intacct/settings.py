@@ -73,14 +73,9 @@ TAP_SETTINGS = th.PropertiesList(
     ),
     th.Property(
         "entities",
-        th.CustomType(
-            {
-                "anyOf": [
-                    {"type": "array", "items": {"type": "string"}},
-                    {"type": "string"},
-                ]
-            }
-        ),
+        # A type list, not anyOf: singer-sdk 0.54 appends a bare "null" member to an anyOf of
+        # an optional property, which is not valid JSON Schema.
+        th.CustomType({"type": ["array", "string"], "items": {"type": "string"}}),
         description=(
             "Multi-entity companies: empty = top level only (or the connection's `entity`); a "
             "list of entity ids = one partition per entity, each with its own bookmark; `all` "

@@ -113,3 +113,17 @@ def test_recorded_objects_exist_in_the_spec_with_the_queried_fields() -> None:
         known = [f for f in body["fields"] if f in spec_fields]
         assert "key" in known
         assert len(known) >= len(body["fields"]) // 2, (case, set(body["fields"]) - spec_fields)
+
+
+def test_deprecated_case_twins_are_left_out_of_the_vendor_stream() -> None:
+    """Vendor has `accountlabel` (deprecated) and `accountLabel`: one warehouse column."""
+    from intacct_api.spec import default_registry
+    from tap_intacct.discovery import without_deprecated_case_twins
+
+    schema = default_registry().object("accounts-payable/vendor").record_schema()
+    assert {"accountlabel", "accountLabel"} <= set(schema["properties"])
+    kept = without_deprecated_case_twins(schema)["properties"]
+    assert "accountLabel" in kept
+    assert "accountlabel" not in kept
+    folded = [name.lower() for name in kept]
+    assert len(folded) == len(set(folded))

@@ -1,0 +1,96 @@
+"""Regenerate the `settings:` of tap-intacct and target-intacct in meltano.yml from the plugins.
+
+The plugins' config schemas are the single source of truth for their settings; meltano.yml must
+declare every one of them (with a Meltano `kind`, `sensitive` for secrets, the description and
+the default) so `meltano config` and the UI know them without Meltano Hub. Run after changing a
+setting:  .venv/bin/python scripts/sync_meltano_settings.py   (tests fail while out of sync).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO_YML = ROOT / "meltano.yml"
+PLUGINS = {"extractors": "tap-intacct", "loaders": "target-intacct"}
+
+_KINDS = {
+    "string": "string",
+    "integer": "integer",
+    "number": "decimal",
+    "boolean": "boolean",
+    "array": "array",
+    "object": "object",
+}
+
+
+def _types(prop: dict[str, Any]) -> list[str]:
+    """JSON types a property admits, looking through anyOf/oneOf unions."""
+    found: list[str] = []
+    for node in [prop, *prop.get("anyOf", []), *prop.get("oneOf", [])]:
+        kind = node.get("type")
+        found.extend([kind] if isinstance(kind, str) else (kind or []))
+    return [t for t in found if t != "null"]
+
+
+def meltano_setting(name: str, prop: dict[str, Any]) -> dict[str, Any]:
+    """One Meltano setting definition for a JSON-schema property of the plugin's config."""
+    setting: dict[str, Any] = {"name": name}
+    types = _types(prop)
+    if prop.get("secret"):
+        setting["kind"] = "password"
+        setting["sensitive"] = True
+    elif prop.get("enum"):
+        setting["kind"] = "options"
+        setting["options"] = [{"label": str(v), "value": v} for v in prop["enum"]]
+    elif prop.get("format") == "date-time":
+        setting["kind"] = "date_iso8601"
+    elif "array" in types:
+        setting["kind"] = "array"
+    elif types:
+        setting["kind"] = _KINDS.get(types[0], "string")
+    else:
+        setting["kind"] = "string"
+    if prop.get("description"):
+        setting["description"] = " ".join(str(prop["description"]).split())
+    if "default" in prop and prop["default"] is not None:
+        setting["value"] = prop["default"]
+    return setting
+
+
+def plugin_settings(executable: str) -> list[dict[str, Any]]:
+    """Every setting the plugin declares, in its own order, as Meltano settings."""
+    about = subprocess.run(  # noqa: S603 - our own console script from the project venv
+        [str(Path(sys.executable).parent / executable), "--about", "--format=json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    properties = json.loads(about.stdout)["settings"]["properties"]
+    return [meltano_setting(name, prop) for name, prop in properties.items()]
+
+
+def synced_project() -> dict[str, Any]:
+    """meltano.yml as it should be: current content with regenerated plugin settings."""
+    project = yaml.safe_load(MELTANO_YML.read_text())
+    for plugin_type, name in PLUGINS.items():
+        (plugin,) = [p for p in project["plugins"][plugin_type] if p["name"] == name]
+        plugin["settings"] = plugin_settings(plugin["executable"])
+    return project
+
+
+def main() -> int:
+    """Rewrite meltano.yml in place."""
+    MELTANO_YML.write_text(yaml.safe_dump(synced_project(), sort_keys=False, width=100))
+    print(f"updated {MELTANO_YML.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
