@@ -1,4 +1,4 @@
-"""meltano.yml declares every plugin fully (no Meltano Hub) and every tap/target setting."""
+"""meltano.yml and the README declare every plugin fully (no Meltano Hub) and every setting."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from sync_meltano_settings import plugin_settings, synced_project  # noqa: E402
+from sync_plugin_docs import README, plugin_settings, synced_project, synced_readme  # noqa: E402
 
 PROJECT = yaml.safe_load((ROOT / "meltano.yml").read_text())
 
@@ -28,7 +28,7 @@ def test_every_plugin_is_declared_without_the_hub() -> None:
 
 def test_plugin_settings_match_the_plugins_own_schemas() -> None:
     # Fails when a setting was added to a plugin but not to meltano.yml:
-    # run `.venv/bin/python scripts/sync_meltano_settings.py`.
+    # run `.venv/bin/python scripts/sync_plugin_docs.py`.
     assert synced_project() == PROJECT
 
 
@@ -40,3 +40,11 @@ def test_secrets_are_sensitive_and_jobs_cover_both_directions() -> None:
     tasks = {job["name"]: job["tasks"] for job in PROJECT["jobs"]}
     assert any(t.startswith("tap-intacct ") for ts in tasks.values() for t in ts)
     assert any(t.endswith(" target-intacct") for ts in tasks.values() for t in ts)
+
+
+def test_readme_documents_every_setting_of_both_plugins() -> None:
+    # The README tables are the plugins' own `--about --format=markdown` settings tables.
+    text = README.read_text()
+    assert synced_readme() == text
+    for name in ("lookback_minutes", "entities", "deletes", "allow_deletes", "results_path"):
+        assert f"| {name} |" in text

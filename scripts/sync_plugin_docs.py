@@ -1,14 +1,16 @@
-"""Regenerate the `settings:` of tap-intacct and target-intacct in meltano.yml from the plugins.
+"""Regenerate what documents the plugins' settings: meltano.yml and the README tables.
 
-The plugins' config schemas are the single source of truth for their settings; meltano.yml must
+The plugins' config schemas are the single source of truth for their settings. meltano.yml must
 declare every one of them (with a Meltano `kind`, `sensitive` for secrets, the description and
-the default) so `meltano config` and the UI know them without Meltano Hub. Run after changing a
-setting:  .venv/bin/python scripts/sync_meltano_settings.py   (tests fail while out of sync).
+the default) so `meltano config` and the UI know them without Meltano Hub, and the README shows
+the settings table that `--about --format=markdown` prints. Run after changing a setting:
+.venv/bin/python scripts/sync_plugin_docs.py   (tests fail while either is out of date).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 MELTANO_YML = ROOT / "meltano.yml"
+README = ROOT / "README.md"
+README_SECTIONS = {"tap-settings": "tap-intacct", "target-settings": "target-intacct"}
 PLUGINS = {"extractors": "tap-intacct", "loaders": "target-intacct"}
 
 _KINDS = {
@@ -64,15 +68,19 @@ def meltano_setting(name: str, prop: dict[str, Any]) -> dict[str, Any]:
     return setting
 
 
-def plugin_settings(executable: str) -> list[dict[str, Any]]:
-    """Every setting the plugin declares, in its own order, as Meltano settings."""
-    about = subprocess.run(  # noqa: S603 - our own console script from the project venv
-        [str(Path(sys.executable).parent / executable), "--about", "--format=json"],
+def _about(executable: str, fmt: str) -> str:
+    """`--about` output of one of our console scripts from the running venv."""
+    return subprocess.run(  # noqa: S603 - our own console script from the project venv
+        [str(Path(sys.executable).parent / executable), "--about", f"--format={fmt}"],
         check=True,
         capture_output=True,
         text=True,
-    )
-    properties = json.loads(about.stdout)["settings"]["properties"]
+    ).stdout
+
+
+def plugin_settings(executable: str) -> list[dict[str, Any]]:
+    """Every setting the plugin declares, in its own order, as Meltano settings."""
+    properties = json.loads(_about(executable, "json"))["settings"]["properties"]
     return [meltano_setting(name, prop) for name, prop in properties.items()]
 
 
@@ -85,10 +93,36 @@ def synced_project() -> dict[str, Any]:
     return project
 
 
+def settings_table(executable: str) -> str:
+    """The settings table of the plugin's markdown `--about` (its `## Settings` section)."""
+    markdown = _about(executable, "markdown")
+    match = re.search(r"^## Settings\n(.*?)(?=^## |\Z)", markdown, flags=re.M | re.S)
+    if match is None:
+        raise SystemExit(f"{executable} --about --format=markdown has no Settings section")
+    return f"### {executable} settings\n\n{match.group(1).strip()}\n"
+
+
+def replace_section(text: str, marker: str, content: str) -> str:
+    """Put `content` between `<!-- marker:start -->` and `<!-- marker:end -->`."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{content}{end}{tail}"
+
+
+def synced_readme() -> str:
+    """README.md as it should be: current text with regenerated settings tables."""
+    text = README.read_text()
+    for marker, executable in README_SECTIONS.items():
+        text = replace_section(text, marker, settings_table(executable))
+    return text
+
+
 def main() -> int:
-    """Rewrite meltano.yml in place."""
+    """Rewrite meltano.yml and the README's settings tables in place."""
     MELTANO_YML.write_text(yaml.safe_dump(synced_project(), sort_keys=False, width=100))
-    print(f"updated {MELTANO_YML.relative_to(ROOT)}")
+    README.write_text(synced_readme())
+    print(f"updated {MELTANO_YML.relative_to(ROOT)} and {README.relative_to(ROOT)}")
     return 0
 
 
