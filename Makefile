@@ -43,4 +43,4 @@ demo: setup $(MELTANO_STAMP)
 	$(MELTANO_VENV)/bin/python demo/run_demo.py
 
 bench: setup
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.run_all --n $(or $(N),100000)
