@@ -2,8 +2,8 @@
 
 1. start `intacct-emulator` with a seeded multi-entity company (a SQLite file under demo-output/),
 2. `meltano run` the extraction job: tap-intacct -> target-duckdb (the embedded warehouse),
-3. change some vendors in the warehouse and write them to a JSON-lines file,
-4. `meltano run` the load job: tap-jsonl -> target-intacct (upsert by `id`),
+3. `meltano run` tap-intacct -> target-jsonl, edit some vendor records in those files,
+4. `meltano run` the load job: tap-jsonl -> target-intacct (upsert: records carry their `key`),
 5. `meltano run` the extraction again: incremental, only the changed records come back,
 6. print what happened (counts per stream, where the data is, per-record results) and stop.
 
@@ -79,31 +79,25 @@ def warehouse_counts(db_path: Path) -> dict[str, int]:
         }
 
 
-def change_vendors(db_path: Path, out_file: Path) -> list[dict[str, str]]:
-    """Pick vendors from the warehouse, rename them, and write the changes as JSON lines."""
-    import duckdb
-
-    with duckdb.connect(str(db_path), read_only=True) as con:
-        rows = con.execute(
-            f'select id, name from "intacct"."accounts_payable__vendor" order by id '  # noqa: S608
-            f"limit {CHANGED_VENDORS}"
-        ).fetchall()
-    changes = [{"id": vid, "name": f"{name} (renamed by demo)"} for vid, name in rows]
+def change_vendors(extracted: Path, out_file: Path) -> list[dict[str, object]]:
+    """Rename some vendors in the extracted files (whole records) and keep only those edits."""
+    vendors = [json.loads(line) for line in extracted.read_text().splitlines() if line.strip()]
+    changes = [
+        {**vendor, "name": f"{vendor['name']} (renamed by demo)"}
+        for vendor in sorted(vendors, key=lambda v: str(v["id"]))[:CHANGED_VENDORS]
+    ]
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text("".join(json.dumps(c) + "\n" for c in changes))
     return changes
 
 
-def renamed_in_warehouse(db_path: Path) -> int:
-    """How many vendors carry the demo's rename (they arrive through the incremental run)."""
+def vendor_names(db_path: Path) -> dict[str, str]:
+    """Vendor id -> name in the warehouse, to see exactly which records a load changed."""
     import duckdb
 
     with duckdb.connect(str(db_path), read_only=True) as con:
-        row = con.execute(
-            """select count(*) from "intacct"."accounts_payable__vendor" """
-            """where name like '%(renamed by demo)'"""
-        ).fetchone()
-    return int(row[0]) if row else 0
+        rows = con.execute('select id, name from "intacct"."accounts_payable__vendor"').fetchall()
+    return {str(vid): str(name) for vid, name in rows}
 
 
 def main() -> int:
@@ -117,6 +111,7 @@ def main() -> int:
     base_url = f"{root_url}/ia/api/v1"
     warehouse = OUT / "warehouse.duckdb"
     changes_file = OUT / "changes" / "accounts_payable__vendor.jsonl"
+    files_dir = OUT / "files"
 
     emulator_log = (OUT / "emulator.log").open("w")
     emulator = subprocess.Popen(  # noqa: S603
@@ -144,6 +139,7 @@ def main() -> int:
             "INTACCT_TOKEN_STORE": str(OUT / "tokens.json"),
             "DEMO_WAREHOUSE": str(warehouse),
             "DEMO_CHANGES_FILE": str(changes_file),
+            "DEMO_FILES_DIR": str(files_dir),
             "DEMO_RESULTS_FILE": str(OUT / "intacct-results.jsonl"),
             "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
         }
@@ -152,7 +148,9 @@ def main() -> int:
         meltano("run", "--full-refresh", "intacct-to-warehouse", env=env)
         first = warehouse_counts(warehouse)
 
-        changes = change_vendors(warehouse, changes_file)
+        names_before = vendor_names(warehouse)
+        meltano("run", "--full-refresh", "intacct-to-files", env=env)
+        changes = change_vendors(files_dir / "accounts_payable__vendor.jsonl", changes_file)
         print(f"\nchanged {len(changes)} vendors in {changes_file.relative_to(ROOT)}")
         meltano("run", "files-to-intacct", env=env)
 
@@ -179,9 +177,14 @@ def main() -> int:
         )
         print(f"incremental re-run: {incremental_queries} query calls")
         print(f"emulator request counts: {json.dumps(after, indent=1)}")
-        arrived = renamed_in_warehouse(warehouse)
-        print(f"renamed vendors in the warehouse after the incremental run: {arrived}")
-        return 0 if ok == len(changes) == arrived == CHANGED_VENDORS else 1
+        names_after = vendor_names(warehouse)
+        differ = {vid for vid, name in names_after.items() if names_before.get(vid) != name}
+        expected = {str(c["id"]) for c in changes}
+        verdict = (
+            "exactly the edited ones" if differ == expected else f"expected {sorted(expected)}"
+        )
+        print(f"vendors whose name changed in the warehouse: {len(differ)} ({verdict})")
+        return 0 if ok == len(changes) == CHANGED_VENDORS and differ == expected else 1
     finally:
         emulator.terminate()
         try:
