@@ -224,7 +224,7 @@ class OAuthGrants:
     def _post(self, url: str, data: dict[str, str] | str) -> requests.Response:
         require_secure_url(url)
         try:
-            return self._session.post(
+            response = self._session.post(
                 url,
                 data=data,
                 headers={
@@ -232,10 +232,20 @@ class OAuthGrants:
                     "Accept": "application/json",
                 },
                 timeout=self.settings.timeout,
+                # Never follow: a 307 would re-send the form body (client secret, refresh
+                # token) to whatever host the Location names.
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             # The exception text of requests names the URL only, never the form body.
             raise TransportError(f"cannot reach {url}: {type(exc).__name__}: {exc}") from None
+        if response.is_redirect or 300 <= response.status_code < 400:
+            target = urlsplit(response.headers.get("Location", "")).netloc or "another location"
+            raise TransportError(
+                f"{url} answered HTTP {response.status_code} redirecting to {target}: refused, "
+                "credentials are only ever sent to the configured base URL"
+            )
+        return response
 
     def _token_request(
         self, client: WebApplicationClient | BackendApplicationClient, body: str, *, grant: str

@@ -149,13 +149,22 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 def encode_path_value(value: Any) -> str:
     """Percent-encode one path parameter so data can never change the path.
 
-    ``safe=""`` encodes ``/``, ``,``, ``?``, ``#`` and ``..`` separators; a list or tuple is the
-    comma-separated multi-key form (``/bill/1,2,3``): each key is encoded, then joined.
+    ``safe=""`` encodes ``/``, ``?``, ``#`` and ``..`` separators; a list or tuple is the
+    comma-separated multi-key form (``/bill/1,2,3``): each key is encoded, then joined. A single
+    value may not contain a comma at all: a server that decodes ``%2C`` before splitting keys
+    would read ``"1,2"`` as two records, so such data is refused rather than sent.
     """
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise ConfigError("a list path parameter needs at least one value")
+    for single in values:
+        if "," in str(single):
+            raise ConfigError(
+                f"path value {str(single)!r} contains ',', which Intacct reads as a list of keys; "
+                "pass several keys as separate values instead"
+            )
     if isinstance(value, (list, tuple)):
-        if not value:
-            raise ConfigError("a list path parameter needs at least one value")
-        encoded = ",".join(quote(str(v), safe="") for v in value)
+        encoded = ",".join(quote(str(v), safe="") for v in values)
     else:
         encoded = quote(str(value), safe="")
     if encoded == "":
@@ -385,7 +394,8 @@ class IntacctClient:
         )
         provider = self._token_provider()
         token = ""
-        retries = 0
+        retries = 0  # bounds the attempts
+        backoffs = 0  # our own escalating waits only: a server-directed 429 wait does not count
         refreshed = False
         use_refreshed_token = False
         while True:
@@ -420,9 +430,9 @@ class IntacctClient:
                         f"{what}: {method} {log_path} failed after {attempts} attempt"
                         f"{'s' if attempts != 1 else ''}: {kind}: {exc}"
                     ) from exc
-                self._wait(
-                    self.retry_policy.wait_for_exception(exc, retries), kind, method, log_path
-                )
+                wait = self.retry_policy.wait_for_exception(exc, backoffs)
+                self._wait(wait, kind, method, log_path)
+                backoffs += wait.backoff
                 retries += 1
                 continue
             elapsed = time.monotonic() - started
@@ -454,8 +464,9 @@ class IntacctClient:
             if self.retry_policy.is_retryable_status(status):
                 throttled = status in THROTTLE_STATUSES
                 if (throttled or resendable) and self.retry_policy.can_retry(retries):
-                    wait = self.retry_policy.wait_for_status(status, response.headers, retries)
+                    wait = self.retry_policy.wait_for_status(status, response.headers, backoffs)
                     self._wait(wait, str(status), method, log_path)
+                    backoffs += wait.backoff
                     retries += 1
                     continue
             raise self._error(response, body, what)

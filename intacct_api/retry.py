@@ -47,6 +47,8 @@ class Wait:
 
     seconds: float
     reason: str
+    backoff: bool = False
+    """True for our own exponential backoff (it escalates); False when the server said how long."""
 
 
 def _parse_seconds(value: str, now: float) -> float | None:
@@ -164,11 +166,11 @@ class RetryPolicy:
                 if asked.seconds > self.max_wait:
                     return Wait(self.max_wait, f"{asked.reason}, capped from {asked.seconds:.1f} s")
                 return asked
-        return Wait(self.backoff(retries_done), f"backoff, retry {retries_done + 1}")
+        return Wait(self.backoff(retries_done), f"backoff, retry {retries_done + 1}", backoff=True)
 
     def wait_for_exception(self, exc: BaseException, retries_done: int) -> Wait:
         """Decide the pause before retrying after a connection-level failure."""
-        return Wait(self.backoff(retries_done), f"backoff, retry {retries_done + 1}")
+        return Wait(self.backoff(retries_done), f"backoff, retry {retries_done + 1}", backoff=True)
 
     def pause(self, wait: Wait) -> None:
         """Sleep through ``wait`` using the injected sleep function."""

@@ -518,13 +518,12 @@ def test_redirect_to_other_host_is_not_followed(
     [
         ("../x", "..%2Fx"),
         ("..", "%2E%2E"),
-        ("1,2", "1%2C2"),
         ("a b", "a%20b"),
         ("Zürich/€", "Z%C3%BCrich%2F%E2%82%AC"),
         ("q?x=1#f", "q%3Fx%3D1%23f"),
         (42, "42"),
         (["1", "2", "3"], "1,2,3"),
-        (["a,b", "c/d"], "a%2Cb,c%2Fd"),
+        (["a b", "c/d"], "a%20b,c%2Fd"),
     ],
 )
 def test_path_parameters_are_encoded_on_the_wire(
@@ -533,6 +532,27 @@ def test_path_parameters_are_encoded_on_the_wire(
     client.call("get-accounts-receivable-customer", path_params={"key": key})
     [seen] = server.requests
     assert seen.target == f"/ia/api/v1{CUSTOMER}/{wire}"
+
+
+@pytest.mark.parametrize("key", ["1,2", ["3", "1,2"], "%2C,"])
+def test_a_comma_inside_one_key_is_refused_before_sending(
+    server: ScriptedServer, client: IntacctClient, key: Any
+) -> None:
+    # A server that decodes %2C before splitting keys would read "1,2" as two records.
+    with pytest.raises(ConfigError, match="contains ','"):
+        client.call("delete-accounts-receivable-customer", path_params={"key": key})
+    assert server.requests == []
+
+
+def test_server_directed_waits_do_not_escalate_the_backoff(
+    server: ScriptedServer, sleeps: list[float]
+) -> None:
+    # Four honoured 429s, then a 502: its backoff starts from the first step again.
+    throttle = Reply(429, b"", {"Retry-After": "3"})
+    server.queue(throttle, throttle, throttle, throttle, Reply(502), ok())
+    with make_client(server, sleeps, max_retries=6) as client:
+        assert client.request("GET", CUSTOMER + "/1").status == 200
+    assert sleeps == [3.0, 3.0, 3.0, 3.0, 0.5]
 
 
 def test_call_routes_query_and_header_params(server: ScriptedServer, client: IntacctClient) -> None:
