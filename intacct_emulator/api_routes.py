@@ -37,6 +37,7 @@ from intacct_emulator.idempotency import (
     fingerprint,
 )
 from intacct_emulator.oauth import Principal
+from intacct_emulator.query_engine import paused_gc
 from intacct_emulator.state import EmulatorState
 
 _ENTITY_HEADERS = ("x-ia-api-param-entity", "x-ia-api-paramentity")
@@ -116,7 +117,8 @@ class ApiRoutes:
         except _BadRequestError as bad:
             return bad.response
         entity = entity_of(request)
-        return _run(lambda: self.company.query(body, entity=entity))
+        with paused_gc():
+            return _run(lambda: self.company.query(body, entity=entity))
 
     async def model(self, request: Request) -> Response:
         params = dict(request.query_params)

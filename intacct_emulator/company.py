@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -108,6 +108,10 @@ def unprocessed() -> EmulatorError:
         "REST-1054",
         message_id="IA.UNPROCESSED",
     )
+
+
+def _never(record: Any) -> bool:
+    return False
 
 
 def _merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -298,18 +302,29 @@ class Company:
         *,
         transaction: bool,
         ok_status: int,
+        needs_savepoint: Callable[[Any], bool] | None = None,
     ) -> tuple[int, dict[str, Any] | None]:
-        """Run ``one(record)`` per record; per-record results, 207 or all-or-nothing."""
+        """Run ``one(record)`` per record; per-record results, 207 or all-or-nothing.
+
+        ``needs_savepoint(record)`` False tells that ``one`` cannot raise after its first
+        write for that record (no savepoint needed to undo it); None means always needed.
+        """
         if len(records) > MAX_BATCH:
             raise too_many(len(records))
         if not records:
             raise validation.payload_required("batch")
         outcomes: builtins.list[dict[str, Any] | EmulatorError | None] = []
         try:
-            with self._lock, self.store.transaction() if transaction else nullcontext():
+            # One SQLite transaction per batch (one commit, not one per record). A record is
+            # undone on its own through a savepoint only when it can fail after writing:
+            # objects with owned lists (lines); the others raise before their first write.
+            with self._lock, self.store.transaction():
                 for record in records:
                     try:
-                        with self.store.transaction():
+                        if needs_savepoint is None or needs_savepoint(record):
+                            with self.store.transaction():
+                                outcomes.append(one(record))
+                        else:
                             outcomes.append(one(record))
                     except EmulatorError as exc:
                         outcomes.append(exc)
@@ -358,6 +373,7 @@ class Company:
                 lambda r: self._create_one(info, r, entity),
                 transaction=transaction,
                 ok_status=201,
+                needs_savepoint=self._carries_lines(info),
             )
             return status, result or {}
         with self._atomic(True):
@@ -400,7 +416,13 @@ class Company:
         if not isinstance(body, list):
             with self._atomic(True):
                 return 200, envelopes.single(one(body))
-        status, result = self._batch(records, one, transaction=transaction, ok_status=200)
+        status, result = self._batch(
+            records,
+            one,
+            transaction=transaction,
+            ok_status=200,
+            needs_savepoint=self._carries_lines(info),
+        )
         return status, result or {}
 
     def delete(
@@ -419,7 +441,23 @@ class Company:
             lambda k: self._delete_one(info, k, entity),
             transaction=transaction,
             ok_status=204,
+            needs_savepoint=None if info.owned_lists else _never,
         )
+
+    @staticmethod
+    def _carries_lines(info: ObjectInfo) -> Callable[[Any], bool]:
+        """Whether a create/update body writes owned lines (the only writes that can be
+        followed by a per-record failure: a bad line after the owner was stored)."""
+        owned = tuple(info.owned_lists)
+
+        def carries(record: Any) -> bool:
+            if not owned:
+                return False
+            if not isinstance(record, Mapping):
+                return True
+            return any(record.get(prop) is not None for prop in owned)
+
+        return carries
 
     # -- one record -------------------------------------------------------------------------
 
@@ -433,7 +471,7 @@ class Company:
         prefix: str = "",
         problems: validation.Problems,
     ) -> dict[str, Any]:
-        if not isinstance(body, Mapping):
+        if body.__class__ is not dict and not isinstance(body, Mapping):
             raise validation.payload_required("POST" if creating else "PATCH")
         keep = frozenset({"key", validation.OPERATION_MEMBER}) if as_line else frozenset()
         cleaned = validation.clean(

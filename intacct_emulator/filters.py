@@ -197,3 +197,39 @@ def parse_expression(text: str, count: int) -> Callable[[Sequence[bool]], bool]:
 def uses_only_and(text: str | None) -> bool:
     """True when the expression is a plain conjunction (so filters may be pushed to SQL)."""
     return text is None or re.search(r"\bor\b", text, re.IGNORECASE) is None
+
+
+def expression_sql(
+    text: str, conditions: Sequence[tuple[str, Sequence[Any]]]
+) -> tuple[str, list[Any]]:
+    """The SQL form of a (validated) ``filterExpression`` whose every filter has one.
+
+    Each filter number becomes its SQL condition in parentheses, ``and``/``or``/parentheses are
+    kept (SQL gives ``and`` the same precedence over ``or``), and the parameters are bound in
+    order of appearance, so a filter named twice binds its values twice. ``conditions[n - 1]``
+    is the SQL fragment and parameters of filter ``n``. Only fixed fragments are emitted; no
+    text of the request reaches the SQL. Filters the expression does not name are ignored, as
+    in the Python evaluation.
+    """
+    parts: list[str] = []
+    params: list[Any] = []
+    pos = 0
+    stripped = text.rstrip()
+    while pos < len(stripped):
+        match = _TOKEN_RE.match(stripped, pos)
+        if not match:
+            raise ExpressionError(f"unexpected text at position {pos + 1}: {text!r}")
+        token = match.group(1).lower()
+        pos = match.end()
+        if token.isdigit():
+            number = int(token)
+            if not 1 <= number <= len(conditions):
+                raise ExpressionError(f"filterExpression refers to filter {number}, not defined")
+            sql, values = conditions[number - 1]
+            parts.append(f"({sql})")
+            params.extend(values)
+        elif token in ("and", "or"):
+            parts.append(f" {token.upper()} ")
+        else:
+            parts.append(token)
+    return "".join(parts), params

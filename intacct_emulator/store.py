@@ -244,6 +244,20 @@ class Store:
         Two steps so a deep ``OFFSET`` walks a covering index instead of reading (and
         skipping) tens of thousands of record bodies: page keys first, then their bodies.
         """
+        if offset < limit:
+            # near the start (every keyset page): one statement, the index serves the order
+            return [
+                row[0]
+                for row in self.select(
+                    object_name,
+                    where,
+                    params,
+                    order=order,
+                    limit=limit,
+                    offset=offset,
+                    columns="data",
+                )
+            ]
         keys = [
             row[0]
             for row in self.select(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,74 +106,179 @@ def clean(
     ``skip`` names top-level members handled by the caller (owned lists); ``keep`` names
     read-only members the caller needs (a line's ``key``, ``ia::operation``).
     """
-    out: dict[str, Any] = {}
-    props = schema_tools.properties(schema)
-    for name, value in body.items():
-        target = f"{prefix}/{name}"
-        if name in skip:
-            continue
-        if name in keep:
-            out[name] = value
-            continue
-        sub = props.get(name)
-        if sub is None:
-            problems.unknown(target)
-            continue
-        if sub.get("readOnly"):
-            continue
-        checked = _value(sub, value, target, problems)
-        if checked is not _DROP:
-            out[name] = checked
-    return out
+    return _object_plan(schema).clean(body, skip, keep, problems, prefix)
 
 
 _DROP = object()
 
+Check = Callable[[Any, str, Problems], Any]
+"""A compiled validator of one schema: (value, target, problems) -> cleaned value or _DROP."""
 
-def _value(schema: Mapping[str, Any], value: Any, target: str, problems: Problems) -> Any:
-    if value is None:
-        return None
+_MAX_CACHED = 4096
+_PLANS: dict[int, tuple[Mapping[str, Any], _ObjectPlan]] = {}
+_CHECKS: dict[int, tuple[Mapping[str, Any], Check]] = {}
+
+
+def _object_plan(schema: Mapping[str, Any]) -> _ObjectPlan:
+    """The compiled plan of an object schema, built once per schema object.
+
+    Keyed by identity (the record schemas are resolved once per company and kept); the schema
+    itself is kept beside its plan, so an id can never be reused by another schema meanwhile.
+    """
+    found = _PLANS.get(id(schema))
+    if found is None or found[0] is not schema:
+        if len(_PLANS) > _MAX_CACHED:  # many short-lived companies (tests): start afresh
+            _PLANS.clear()
+            _CHECKS.clear()
+        found = (schema, _ObjectPlan(schema))
+        _PLANS[id(schema)] = found
+    return found[1]
+
+
+def _check_for(schema: Mapping[str, Any]) -> Check:
+    found = _CHECKS.get(id(schema))
+    if found is None or found[0] is not schema:
+        found = (schema, _compile(schema))
+        _CHECKS[id(schema)] = found
+    return found[1]
+
+
+class _ObjectPlan:
+    """Members of one object schema: read-only flags and (lazily compiled) member checks."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.props = schema_tools.properties(schema)
+        self.read_only = frozenset(name for name, sub in self.props.items() if sub.get("readOnly"))
+        self.checks: dict[str, Check] = {}
+
+    def clean(
+        self,
+        body: Mapping[str, Any],
+        skip: frozenset[str],
+        keep: frozenset[str],
+        problems: Problems,
+        prefix: str,
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        props = self.props
+        checks = self.checks
+        read_only = self.read_only
+        for name, value in body.items():
+            if name in skip:
+                continue
+            if name in keep:
+                out[name] = value
+                continue
+            check = checks.get(name)
+            if check is None:
+                sub = props.get(name)
+                if sub is None:
+                    problems.unknown(f"{prefix}/{name}")
+                    continue
+                check = checks[name] = _check_for(sub)
+            if name in read_only:
+                continue
+            if value is None:
+                out[name] = None
+                continue
+            checked = check(value, f"{prefix}/{name}", problems)
+            if checked is not _DROP:
+                out[name] = checked
+        return out
+
+
+def _accept(value: Any, target: str, problems: Problems) -> Any:
+    return value
+
+
+def _compile(schema: Mapping[str, Any]) -> Check:
+    """One schema -> its check; mirrors the rules in the module docstring, decided once."""
     if not schema or ("$comment" in schema and len(schema) == 1):
-        return value  # recursion cut or free-form: accept as is
+        return _accept  # recursion cut or free-form: accept as is
     kinds = schema_tools.types(schema)
     if "object" in kinds and schema_tools.properties(schema):
-        if not isinstance(value, Mapping):
-            problems.invalid(target, f"{target} must be an object")
-            return _DROP
-        return clean(schema, value, problems=problems, prefix=target)
+        plan = _object_plan(schema)
+        empty: frozenset[str] = frozenset()
+
+        def check_object(value: Any, target: str, problems: Problems) -> Any:
+            if value is None:
+                return None
+            if value.__class__ is not dict and not isinstance(value, Mapping):
+                problems.invalid(target, f"{target} must be an object")
+                return _DROP
+            return plan.clean(value, empty, empty, problems, target)
+
+        return check_object
     if "array" in kinds:
-        if not isinstance(value, list):
-            problems.invalid(target, f"{target} must be an array")
-            return _DROP
         items = schema.get("items")
-        if isinstance(items, Mapping) and items:
-            return [_value(items, v, f"{target}/{i}", problems) for i, v in enumerate(value)]
-        return value
+        item_check = _check_for(items) if isinstance(items, Mapping) and items else None
+
+        def check_array(value: Any, target: str, problems: Problems) -> Any:
+            if value is None:
+                return None
+            if not isinstance(value, list):
+                problems.invalid(target, f"{target} must be an array")
+                return _DROP
+            if item_check is None:
+                return value
+            return [
+                None if v is None else item_check(v, f"{target}/{i}", problems)
+                for i, v in enumerate(value)
+            ]
+
+        return check_array
     enum = schema.get("enum")
-    if isinstance(enum, list) and value not in enum:
-        allowed = ", ".join(repr(e) for e in enum if e is not None)
-        problems.invalid(
-            target, f"{target} has an invalid value {value!r}; expected one of {allowed}"
-        )
-        return _DROP
-    if not kinds:
-        return value
-    if schema.get("x-intacct-type") in ("number", "decimal"):
-        return _decimal(value, target, problems)
-    if isinstance(value, bool):
-        if "boolean" in kinds:
-            return value
-    elif isinstance(value, int):
-        if "integer" in kinds or "number" in kinds:
-            return value
-    elif isinstance(value, float):
-        if "number" in kinds:
-            return value
-    elif isinstance(value, str) and "string" in kinds:
-        return _formatted(schema.get("format"), value, target, problems)
+    enum_list = enum if isinstance(enum, list) else None
+    decimal_kind = schema.get("x-intacct-type") in ("number", "decimal")
+    allows_bool = "boolean" in kinds
+    allows_int = "integer" in kinds or "number" in kinds
+    allows_float = "number" in kinds
+    allows_str = "string" in kinds
+    fmt = schema.get("format")
     expected = " or ".join(kinds)
-    problems.invalid(target, f"{target} must be of type {expected}")
-    return _DROP
+    no_kinds = not kinds
+
+    def check_scalar(value: Any, target: str, problems: Problems) -> Any:
+        if value is None:
+            return None
+        if enum_list is not None and value not in enum_list:
+            allowed = ", ".join(repr(e) for e in enum_list if e is not None)
+            problems.invalid(
+                target, f"{target} has an invalid value {value!r}; expected one of {allowed}"
+            )
+            return _DROP
+        if no_kinds:
+            return value
+        if decimal_kind:
+            return _decimal(value, target, problems)
+        cls = value.__class__
+        if cls is str:
+            if allows_str:
+                return value if fmt is None else _formatted(fmt, value, target, problems)
+        elif cls is bool:
+            if allows_bool:
+                return value
+        elif cls is int:
+            if allows_int:
+                return value
+        elif cls is float:
+            if allows_float:
+                return value
+        elif isinstance(value, bool):
+            if allows_bool:
+                return value
+        elif isinstance(value, int):
+            if allows_int:
+                return value
+        elif isinstance(value, float):
+            if allows_float:
+                return value
+        elif isinstance(value, str) and allows_str:
+            return _formatted(fmt, value, target, problems)
+        problems.invalid(target, f"{target} must be of type {expected}")
+        return _DROP
+
+    return check_scalar
 
 
 def _decimal(value: Any, target: str, problems: Problems) -> Any:
