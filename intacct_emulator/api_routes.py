@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 from starlette.requests import Request
@@ -43,6 +44,17 @@ from intacct_emulator.state import EmulatorState
 _ENTITY_HEADERS = ("x-ia-api-param-entity", "x-ia-api-paramentity")
 _decoder = msgspec.json.Decoder()
 _log = logging.getLogger("intacct_emulator")
+
+
+def _keys_from_raw_path(request: Request) -> list[str]:
+    """The comma-separated keys of the last path segment, split BEFORE percent-decoding.
+
+    Starlette's path parameters are already decoded, so an encoded comma inside one key
+    (``1%2C2``) would otherwise read as two keys and touch records the caller never named.
+    """
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    segment = raw.decode("latin-1").split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return [unquote(k).strip() for k in segment.split(",") if unquote(k).strip()]
 
 
 class _BadRequestError(Exception):
@@ -161,7 +173,7 @@ class ApiRoutes:
 
     async def member(self, request: Request) -> Response:
         name = _object_name(request)
-        keys = [k.strip() for k in request.path_params["keys"].split(",") if k.strip()]
+        keys = _keys_from_raw_path(request)
         if not keys:
             return not_found(request.url.path)
         if len(keys) > MAX_BATCH:

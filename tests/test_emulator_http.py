@@ -294,3 +294,16 @@ def test_console_script_process_serves_and_stops(tmp_path: Path) -> None:
         assert replay.status_code == 201
         assert replay.content == keyed.content
         assert replay.headers["x-ia-idempotency-cached-date"]
+
+
+def test_an_encoded_comma_stays_inside_one_key(emu: EmulatorServer) -> None:
+    """`1%2C2` names one (missing) record, never records 1 and 2."""
+    emu.reset()
+    with httpx.Client(base_url=emu.base_url, headers=emu.auth_headers(), timeout=10) as http:
+        created = http.post(VENDOR, json=[{"id": "K1", "name": "a"}, {"id": "K2", "name": "b"}])
+        assert created.status_code in (200, 201)
+        keys = [r["key"] for r in created.json()["ia::result"]]
+        deleted = http.delete(f"{VENDOR}/{keys[0]}%2C{keys[1]}")
+        assert deleted.status_code == 404
+        both = http.get(f"{VENDOR}/{keys[0]},{keys[1]}")
+        assert [r["key"] for r in both.json()["ia::result"]] == keys
