@@ -53,7 +53,8 @@ warning naming object and field, and retries the same page; callers read ``dropp
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
 from intacct_api.client import DEFAULT_ENTITY
@@ -187,6 +188,44 @@ class QueryPager:
         else:
             yield from self._keyset_pages()
 
+    def prefetched(self) -> Generator[tuple[list[dict[str, Any]], tuple[str, ...]], None, None]:
+        """The pages of :meth:`__iter__`, each fetched while the caller works on the previous.
+
+        A single background thread requests page *k+1* as soon as page *k* is handed out (the
+        keyset cursor is known by then), so the server's time and the caller's overlap. It is
+        never more than one page ahead: at most two pages exist at once. Yields ``(rows,
+        dropped)``, ``dropped`` being :attr:`dropped_fields` as it stood when that page
+        arrived (a REST-1106 drop made while fetching a later page does not apply to it).
+        The rows list belongs to the caller (it may empty it as it goes, to free memory early).
+
+        Errors come out in order: a failure fetching page *k+1* is raised when the caller asks
+        for it, after page *k*. Closing the iterator early (``close()``, or the caller's own
+        generator being closed) waits for the request in flight, so no thread outlives it
+        and :attr:`calls`/:attr:`pages` are final.
+        """
+        pages = iter(self)
+        done = object()
+
+        def fetch() -> Any:
+            page = next(pages, done)
+            return page if page is done else (page, tuple(self.dropped_fields))
+
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intacct-prefetch")
+        try:
+            ahead: Future[Any] = worker.submit(fetch)
+            while True:
+                item = ahead.result()
+                if item is done:
+                    return
+                ahead = worker.submit(fetch)
+                yield item
+                del item  # the caller's page must not stay alive here while the next arrives
+        finally:
+            worker.shutdown(wait=True, cancel_futures=True)
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+
     def rows_iter(self) -> Iterator[dict[str, Any]]:
         """Rows one by one (convenience for callers that do not care about pages)."""
         for page in self:
@@ -220,11 +259,20 @@ class QueryPager:
             if cursor.total is None:
                 cursor.total = total
             cursor.emitted += len(rows)
-            if rows:
-                yield rows
             if nxt is None or not rows:
+                if rows:
+                    yield rows
                 break
-            cursor.advance(rows, ts_field, key_field, self.object_name)
+            # The cursor moves on before the page is handed out: the caller owns the page
+            # from then on (it may empty it while the next one is fetched, see prefetched()).
+            stuck: PagingLoopError | None = None
+            try:
+                cursor.advance(rows, ts_field, key_field, self.object_name)
+            except PagingLoopError as exc:
+                stuck = exc
+            yield rows
+            if stuck is not None:
+                raise stuck
         if ts_field and cursor.null_tail_possible():
             yield from self._null_tail(order)
 

@@ -8,9 +8,10 @@ The tap emits the nested shape whatever endpoint a record came from, so that a t
 flattening setting (not our choice of endpoint) decides the column layout.
 
 The conversion runs once per record on the tap's hot path, so it is *compiled*: a
-:class:`RowPlan` is built once per stream from the list of requested field paths and then
-turns each row into a record with a few dict comprehensions and no string splitting. Only the
-planned keys are read, which is also what drops unknown keys (nothing is copied blindly).
+:class:`RowPlan` is built once per stream from the list of requested field paths: it generates
+one Python function returning a single nested dict literal, so a row costs one ``row.get`` per
+field and no string splitting, recursion or loop. Only the planned keys are read, which is
+also what drops unknown keys (nothing is copied blindly).
 
 The reverse direction, :func:`field_paths`, lists the dotted paths to request from a record
 JSON Schema, honouring a selection predicate (the SDK's selection mask) and skipping what the
@@ -20,6 +21,8 @@ query service cannot return (arrays/owned lists, write-only fields, free-form ob
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 __all__ = [
@@ -37,6 +40,8 @@ Breadcrumb = tuple[str, ...]
 """A Singer metadata breadcrumb: ``("properties", "audit", "properties", "modifiedDateTime")``."""
 
 Selector = Callable[[Breadcrumb], bool]
+
+_Converter = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 def _types(schema: Mapping[str, Any]) -> set[str]:
@@ -126,10 +131,20 @@ class RowPlan:
     "audit.modifiedDateTime"}``) so that a nested value can also serve as the SDK's top-level
     replication key; an alias source need not be among ``fields``. ``constants`` adds fixed
     top-level values (the entity a partition was read from). Keys of the row that the plan
-    does not name are ignored, which is how ``API_QUERY_ALIAS__*`` and other strays vanish.
+    does not name are ignored, which is how ``API_QUERY_ALIAS__*`` and other strays vanish;
+    a planned key missing from the row becomes ``None``.
+
+    The plan is generated once as Python source for one function returning a single nested
+    dict literal (``g = row.get; return {"key": g("key"), "audit": {"modifiedDateTime":
+    g("audit.modifiedDateTime")}}``), about twice as fast per row as walking a plan tree.
+    Field names and aliases enter that source only as string literals made by :func:`repr`,
+    and constants only as names bound in the function's namespace, so no input text is ever
+    code. Key order in a record: top-level leaves, aliases, objects, constants (each object:
+    its leaves, then its sub-objects); a later entry with the same name replaces the value
+    in place, as a dict assignment would.
     """
 
-    __slots__ = ("_constants", "_flat", "_groups", "aliases", "fields")
+    __slots__ = ("_constants", "_convert", "aliases", "fields")
 
     def __init__(
         self,
@@ -140,20 +155,18 @@ class RowPlan:
     ) -> None:
         self.fields: tuple[str, ...] = tuple(dict.fromkeys(fields))
         self.aliases: dict[str, str] = dict(aliases or {})
-        self._constants: tuple[tuple[str, Any], ...] = tuple((constants or {}).items())
-        tree = _tree(self.fields)
-        self._flat, self._groups = _compile(tree, "")
-        self._flat = self._flat + tuple(self.aliases.items())
+        self._constants: dict[str, Any] = dict(constants or {})
+        factory = _compiled(self.fields, tuple(self.aliases.items()), tuple(self._constants))
+        self._convert: _Converter = factory(*self._constants.values())
 
     def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Build the nested record of one row."""
-        get = row.get
-        record = {out: get(src) for out, src in self._flat}
-        for name, flat, groups in self._groups:
-            record[name] = _build(get, flat, groups)
-        for name, value in self._constants:
-            record[name] = value
-        return record
+        return self._convert(row)
+
+    @property
+    def convert(self) -> _Converter:
+        """The generated ``row -> record`` function itself (saves a call on hot loops)."""
+        return self._convert
 
     def requested_fields(self) -> list[str]:
         """What to ask the query service for: the planned fields plus alias sources."""
@@ -162,9 +175,6 @@ class RowPlan:
     def with_constants(self, constants: Mapping[str, Any]) -> RowPlan:
         """The same plan with other constant columns (one plan per entity partition)."""
         return RowPlan(self.fields, aliases=self.aliases, constants=constants)
-
-
-_Group = tuple[str, tuple[tuple[str, str], ...], tuple[Any, ...]]
 
 
 def _tree(paths: Iterable[str]) -> dict[str, Any]:
@@ -182,30 +192,131 @@ def _tree(paths: Iterable[str]) -> dict[str, Any]:
     return tree
 
 
-def _compile(tree: Mapping[str, Any], prefix: str) -> tuple[tuple[tuple[str, str], ...], tuple]:
-    flat: list[tuple[str, str]] = []
-    groups: list[_Group] = []
-    for name, child in tree.items():
-        if child is None:
-            flat.append((name, f"{prefix}{name}"))
-        else:
-            sub_flat, sub_groups = _compile(child, f"{prefix}{name}.")
-            groups.append((name, sub_flat, sub_groups))
-    return tuple(flat), tuple(groups)
+def _literal_items(node: Mapping[str, Any], prefix: str, value: Callable[[str], str]) -> list[str]:
+    """``'name': <value(path)>`` items of one object: its leaves first, then its sub-objects."""
+    leaves = [f"{name!r}: {value(prefix + name)}" for name, child in node.items() if child is None]
+    groups = [
+        f"{name!r}: {{{', '.join(_literal_items(child, f'{prefix}{name}.', value))}}}"
+        for name, child in node.items()
+        if child is not None
+    ]
+    return leaves + groups
 
 
-def _build(
-    get: Callable[[str], Any], flat: tuple[tuple[str, str], ...], groups: tuple[_Group, ...]
-) -> dict[str, Any]:
-    record = {out: get(src) for out, src in flat}
-    for name, sub_flat, sub_groups in groups:
-        record[name] = _build(get, sub_flat, sub_groups)
-    return record
+def _record_literal(
+    tree: Mapping[str, Any],
+    aliases: tuple[tuple[str, str], ...],
+    constants: tuple[str, ...],
+    value: Callable[[str], str],
+) -> str:
+    """The record's dict display: top-level leaves, aliases, objects, constants."""
+    items = _literal_items(tree, "", value)
+    n_leaves = sum(1 for child in tree.values() if child is None)
+    items[n_leaves:n_leaves] = [f"{name!r}: {value(src)}" for name, src in aliases]
+    items += [f"{name!r}: _c{i}" for i, name in enumerate(constants)]
+    return "{" + ", ".join(items) + "}"
+
+
+@lru_cache(maxsize=256)
+def _compiled(
+    fields: tuple[str, ...], aliases: tuple[tuple[str, str], ...], constants: tuple[str, ...]
+) -> Callable[..., _Converter]:
+    """Generate (once per field list, aliases and constant names) a converter factory.
+
+    The factory takes the constants' values and returns the converter, which returns one
+    dict literal. For a plain ``dict`` row holding every planned key (what the query service
+    returns: it answers every requested field, null or not) the values come out of one
+    ``operator.itemgetter`` call unpacked into locals; any other row (a key missing, another
+    mapping type) takes the ``row.get`` form, where a missing key is ``None``. Cached because
+    plans are rebuilt per partition and :func:`nest` builds one per distinct key set.
+
+    The generated source holds nothing but :func:`repr`-made string literals, the names
+    ``row``, ``g``, ``_v<i>``, ``_c<i>`` and ``_ig``, and punctuation.
+    """
+    tree = _tree(fields)
+    sources: dict[str, int] = {}
+
+    def local(path: str) -> str:
+        return f"_v{sources.setdefault(path, len(sources))}"
+
+    fast = _record_literal(tree, aliases, constants, local)
+    slow = _record_literal(tree, aliases, constants, lambda path: f"g({path!r})")
+    params = ", ".join(f"_c{i}" for i in range(len(constants)))
+    if len(sources) >= 2:  # itemgetter returns a tuple only for two keys or more
+        unpack = ", ".join(f"_v{i}" for i in range(len(sources)))
+        body = (
+            "        if type(row) is dict:\n"
+            "            try:\n"
+            f"                {unpack}, = _ig(row)\n"
+            "            except KeyError:\n"
+            "                pass\n"
+            "            else:\n"
+            f"                return {fast}\n"
+        )
+    else:
+        body = ""
+    source = (
+        f"def factory({params}):\n"
+        "    def convert(row):\n"
+        f"{body}"
+        "        g = row.get\n"
+        f"        return {slow}\n"
+        "    return convert\n"
+    )
+    namespace: dict[str, Any] = {"_ig": itemgetter(*sources) if sources else None}
+    try:
+        code = compile(source, "<intacct_api.records.RowPlan>", "exec")
+    except (SyntaxError, RecursionError, MemoryError):  # absurdly deep paths: walk instead
+        return _walker(tree, aliases, constants)
+    exec(code, namespace)  # noqa: S102
+    factory: Callable[..., _Converter] = namespace["factory"]
+    return factory
+
+
+def _walker(
+    tree: Mapping[str, Any], aliases: tuple[tuple[str, str], ...], constants: tuple[str, ...]
+) -> Callable[..., _Converter]:
+    """The same conversion interpreted (for trees too deep for the compiler's nesting limit)."""
+
+    def build(get: Callable[[str], Any], node: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        out = {name: get(prefix + name) for name, child in node.items() if child is None}
+        for name, child in node.items():
+            if child is not None:
+                out[name] = build(get, child, f"{prefix}{name}.")
+        return out
+
+    n_leaves = sum(1 for child in tree.values() if child is None)
+
+    def factory(*values: Any) -> _Converter:
+        def convert(row: Mapping[str, Any]) -> dict[str, Any]:
+            get = row.get
+            record = build(get, tree, "")
+            if aliases:  # aliases sit between the top-level leaves and the objects
+                items = list(record.items())
+                record = dict(items[:n_leaves])
+                record.update((name, get(src)) for name, src in aliases)
+                record.update(items[n_leaves:])
+            record.update(zip(constants, values, strict=True))
+            return record
+
+        return convert
+
+    return factory
 
 
 def nest(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Nest any flat row by its dotted keys, without a schema (ad-hoc CLI output)."""
-    return RowPlan(row.keys())(row)
+    """Nest any flat row by its dotted keys, without a schema (ad-hoc CLI output).
+
+    The converter for a key set is generated once and cached, so calling this per row of a
+    query (whose rows share their keys) costs one cache lookup, not a compilation.
+    """
+    return _nester(tuple(row))(row)
+
+
+@lru_cache(maxsize=256)
+def _nester(keys: tuple[str, ...]) -> _Converter:
+    converter: _Converter = _compiled(keys, (), ())()
+    return converter
 
 
 def flatten(record: Mapping[str, Any], *, _prefix: str = "") -> dict[str, Any]:

@@ -262,8 +262,10 @@ class _NullsServer:
 
 @pytest.mark.parametrize("nulls_last", [False, True])
 def test_null_timestamps_are_paged_whichever_side_they_sort(nulls_last: bool) -> None:
-    rows = [{"key": f"{k:04d}", "ts": None if k % 3 == 0 else f"2026-01-{k % 7 + 1:02d}"}
-            for k in range(1, 61)]  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {"key": f"{k:04d}", "ts": None if k % 3 == 0 else f"2026-01-{k % 7 + 1:02d}"}
+        for k in range(1, 61)
+    ]
     server = _NullsServer(rows, nulls_last=nulls_last)
     pager = QueryPager(server, "x/y", ["key"], page_size=4, timestamp_field="ts")
     read = [r["key"] for page in pager for r in page]
@@ -315,3 +317,128 @@ def test_cli_query_and_call_use_the_same_pager_and_client(
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["ia::result"]["key"] == "5"
+
+
+# -- prefetch -------------------------------------------------------------------------------------
+
+
+def _prefetch_threads() -> list[Any]:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("intacct-prefetch")]
+
+
+class _CountingClient:
+    """Wraps the real client: counts query calls, can fail the n-th, notes pages in flight."""
+
+    def __init__(self, inner: IntacctClient, *, fail_on: int | None = None) -> None:
+        import threading
+
+        self.inner = inner
+        self.calls = 0
+        self.fail_on = fail_on
+        self.second_started = threading.Event()
+
+    def query(self, body: dict[str, Any], *, entity: Any = None) -> Any:
+        from intacct_api.errors import IntacctAPIError
+
+        self.calls += 1
+        if self.calls == 2:
+            self.second_started.set()
+        if self.calls == self.fail_on:
+            raise IntacctAPIError(500, f"boom on call {self.calls}", code="X-1")
+        return self.inner.query(body, entity=entity)
+
+
+def test_prefetched_pages_equal_plain_pages_at_the_same_cost(
+    emulator: EmulatorServer, client: IntacctClient
+) -> None:
+    plain = [list(page) for page in QueryPager(client, CUSTOMER, FIELDS, page_size=200)]
+    emulator.reset(data=False, tokens=False)
+    pager = QueryPager(client, CUSTOMER, FIELDS, page_size=200)
+    prefetched = [(list(page), dropped) for page, dropped in pager.prefetched()]
+    assert [page for page, _ in prefetched] == plain
+    assert all(dropped == () for _, dropped in prefetched)
+    assert pager.calls == pager.pages == math.ceil(N_CUSTOMERS / 200)
+    assert query_calls(emulator) == math.ceil(N_CUSTOMERS / 200)
+    assert not _prefetch_threads()
+
+
+def test_prefetch_is_never_more_than_one_page_ahead(client: IntacctClient) -> None:
+    counting = _CountingClient(client)
+    pager = QueryPager(counting, CUSTOMER, ["key"], page_size=100)
+    received = 0
+    for page, _ in pager.prefetched():
+        received += 1
+        assert counting.calls <= received + 1
+        page.clear()  # the caller owns the page: emptying it must not disturb paging
+    assert received == counting.calls == math.ceil(N_CUSTOMERS / 100)
+
+
+def test_prefetch_errors_arrive_in_order_after_the_pages_before_them(
+    client: IntacctClient,
+) -> None:
+    from intacct_api.errors import IntacctAPIError
+
+    counting = _CountingClient(client, fail_on=3)
+    pager = QueryPager(counting, CUSTOMER, ["key"], page_size=100)
+    pages = pager.prefetched()
+    first, second = next(pages)[0], next(pages)[0]
+    assert len(first) == len(second) == 100
+    with pytest.raises(IntacctAPIError, match="boom on call 3"):
+        next(pages)
+    assert counting.calls == 3
+    assert not _prefetch_threads()
+
+
+def test_closing_a_prefetching_read_early_leaves_no_thread(client: IntacctClient) -> None:
+    counting = _CountingClient(client)
+    pager = QueryPager(counting, CUSTOMER, ["key"], page_size=100)
+    pages = pager.prefetched()
+    next(pages)
+    assert counting.second_started.wait(timeout=120)  # page 2 is in flight (or already here)
+    pages.close()  # what the SDK's record limit (--test) does to the tap's generator
+    assert not _prefetch_threads()
+    # the request in flight was waited for; nothing was asked after it
+    assert counting.calls == pager.calls == pager.pages == 2
+
+
+def test_prefetch_drops_a_refused_field_with_one_warning(
+    emulator: EmulatorServer, client: IntacctClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.set_faults(refuse_query_fields={CUSTOMER: ["totalDue"]})
+    pager = QueryPager(client, CUSTOMER, FIELDS, page_size=300)
+    with caplog.at_level(logging.WARNING, logger="intacct_api.pager"):
+        pages = list(pager.prefetched())
+    assert sum(len(page) for page, _ in pages) == N_CUSTOMERS
+    assert all(dropped == ("totalDue",) for _, dropped in pages)
+    assert all("totalDue" not in row for page, _ in pages for row in page)
+    warnings = [r for r in caplog.records if r.name == "intacct_api.pager"]
+    assert len(warnings) == 1
+    assert pager.calls == 4
+    assert query_calls(emulator) == 4
+
+
+def test_prefetched_keyset_paging_loses_nothing_when_rows_change(tmp_path: Path) -> None:
+    with EmulatorServer() as server:
+        server.company.seed_object(CUSTOMER, 600, 3)
+        settings = ConnectionSettings(
+            base_url=server.base_url,
+            client_id=DEFAULT_CLIENT_ID,
+            client_secret=DEFAULT_CLIENT_SECRET,
+            username=DEFAULT_USERNAME,
+            token_store=str(tmp_path / "tokens4.json"),
+        )
+        with IntacctClient(settings) as api:
+            before = {r["key"] for r in all_rows(QueryPager(api, CUSTOMER, ["key"]))}
+            pages = QueryPager(api, CUSTOMER, FIELDS, page_size=100).prefetched()
+            first = list(next(pages)[0])  # page 2 is (being) fetched while rows change
+            changed = _mutate_between_pages(server, first)
+            rows = first + [row for page, _ in pages for row in page]
+    emitted = {r["key"] for r in rows}
+    assert before <= emitted
+    assert set(changed["inserted"]) <= emitted
+    names = {r["key"]: r["name"] for r in rows}
+    for key in changed["ahead"]:
+        assert names[key] == f"moved {key}"
+    assert names[changed["behind"]] == "changed behind the cursor"

@@ -177,3 +177,123 @@ def test_queryable_schema_keeps_exactly_what_field_paths_can_request() -> None:
     assert field_paths(trimmed) == field_paths(SCHEMA)
     empty = {"properties": {"o": {"type": "object", "properties": {"l": {"type": "array"}}}}}
     assert queryable_schema(empty)["properties"] == {}
+
+
+def _reference_plan(fields: list[str], aliases: dict[str, str], constants: dict[str, Any]) -> Any:
+    """The plain interpreted conversion the generated code must equal (values and key order)."""
+    tree: dict[str, Any] = {}
+    for path in fields:
+        node = tree
+        parts = path.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node.setdefault(parts[-1], None)
+
+    def build(row: dict[str, Any], node: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out = {n: row.get(prefix + n) for n, c in node.items() if c is None}
+        for n, c in node.items():
+            if c is not None:
+                out[n] = build(row, c, f"{prefix}{n}.")
+        return out
+
+    def convert(row: dict[str, Any]) -> dict[str, Any]:
+        out = {n: row.get(n) for n, c in tree.items() if c is None}
+        out.update((n, row.get(src)) for n, src in aliases.items())
+        for n, c in tree.items():
+            if c is not None:
+                out[n] = build(row, c, f"{n}.")
+        out.update(constants)
+        return out
+
+    return convert
+
+
+def _shape(value: Any) -> Any:
+    """Values plus key order, recursively (dict equality ignores order)."""
+    if isinstance(value, dict):
+        return [(k, _shape(v)) for k, v in value.items()]
+    return value
+
+
+def test_generated_plan_equals_the_interpreted_conversion_on_a_real_object() -> None:
+    schema = default_registry().object("accounts-receivable/customer").record_schema()
+    fields = field_paths(schema)
+    aliases = {"_modified_at": "audit.modifiedDateTime"}
+    constants = {"_entity": "E1", "_sdc_deleted_at": None}
+    plan = RowPlan(fields, aliases=aliases, constants=constants)
+    reference = _reference_plan(fields, aliases, constants)
+    full = {f: f"v{i}" for i, f in enumerate(fields)} | {"API_QUERY_ALIAS__25": "x"}
+    sparse = {f: i for i, f in enumerate(fields) if i % 3 == 0}
+    for row in (full, sparse, {}):
+        assert _shape(plan(row)) == _shape(reference(row))
+    assert plan.convert(full) == plan(full)
+    assert "API_QUERY_ALIAS__25" not in plan(full)
+
+
+def test_field_names_are_data_never_code() -> None:
+    nasty = [
+        "a'b",
+        'q"uote',
+        "back\\slash",
+        "new\nline",
+        "__import__('os').system('exit 3')",
+        "x.}); import os; ({",
+        "üñí.çødé",
+        "g",
+        "row",
+        "_c0",
+    ]
+    aliases = {"al'ias": "a'b", "row": "g"}
+    constants = {"_c0": {"not": "code"}, "c'1": "E1"}
+    plan = RowPlan(nasty, aliases=aliases, constants=constants)
+    row = {name: f"value of {name}" for name in nasty}
+    assert _shape(plan(row)) == _shape(_reference_plan(nasty, aliases, constants)(row))
+    assert plan(row)["x"] == {"}); import os; ({": "value of x.}); import os; ({"}
+
+
+def test_same_names_replace_in_place_like_assignment() -> None:
+    # an alias or constant with a field's name: the field's position, the later value
+    plan = RowPlan(["key", "name", "audit.by"], aliases={"name": "key", "audit": "key"},
+                   constants={"key": "K"})  # fmt: skip
+    record = plan({"key": "1", "name": "n", "audit.by": "me"})
+    assert list(record.items()) == [("key", "K"), ("name", "1"), ("audit", {"by": "me"})]
+
+
+def test_paths_too_deep_for_the_compiler_still_convert() -> None:
+    deep = ".".join(f"l{i}" for i in range(300))
+    plan = RowPlan(["key", deep], aliases={"k": "key"}, constants={"_entity": "E"})
+    record = plan({"key": "1", deep: "bottom"})
+    assert list(record) == ["key", "k", "l0", "_entity"]
+    node = record["l0"]
+    for i in range(1, 299):
+        node = node[f"l{i}"]
+    assert node == {"l299": "bottom"}
+
+
+def test_plans_share_generated_code_and_bind_their_own_constants() -> None:
+    base = RowPlan(["key", "a.b"], aliases={"m": "a.b"})
+    e1, e2 = base.with_constants({"_entity": "E1"}), base.with_constants({"_entity": "E2"})
+    row = {"key": "1", "a.b": "x"}
+    assert e1(row)["_entity"] == "E1"
+    assert e2(row)["_entity"] == "E2"
+    assert base(row) == {"key": "1", "m": "x", "a": {"b": "x"}}
+    first = nest({"p.q": 1, "r": 2})
+    assert nest({"p.q": 3, "r": 4}) == {"r": 4, "p": {"q": 3}}
+    assert first == {"r": 2, "p": {"q": 1}}
+
+
+def test_any_mapping_converts_the_same_and_is_never_changed() -> None:
+    from collections import defaultdict
+    from types import MappingProxyType
+
+    plan = RowPlan(["key", "a.b", "a.c"], aliases={"m": "a.b"}, constants={"_entity": "E"})
+    expected = {"key": "1", "m": None, "a": {"b": None, "c": "x"}, "_entity": "E"}
+    complete = {"key": "1", "a.b": None, "a.c": "x", "stray": 0}  # the query service's rows
+    assert plan(complete) == expected
+    assert plan(MappingProxyType(complete)) == expected
+    sparse: defaultdict[str, Any] = defaultdict(lambda: "invented", {"key": "1", "a.c": "x"})
+    assert plan(sparse) == expected  # a missing key is None, never a default factory's value
+    assert set(sparse) == {"key", "a.c"}

@@ -29,11 +29,11 @@ CASES = sorted(p.name for p in RECORDED.glob("0*.json"))
 
 def interactions(case: str, marker: str) -> list[tuple[dict[str, Any], Any]]:
     data = json.loads((RECORDED / case).read_text())
-    found = []
+    found: list[tuple[dict[str, Any], Any]] = []
     for item in data["interactions"]:
         request = item["request"]
         if marker in request["uri"]:
-            body = json.loads(request["body"]) if request["body"] else None
+            body = json.loads(request["body"]) if request["body"] else {}
             found.append((body, json.loads(item["response"]["body"]["string"])))
     return found
 

@@ -19,7 +19,11 @@ from typing import Any
 
 import pytest
 from singer_sdk import Stream
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers import _catalog
+from singer_sdk.helpers import _state as singer_state
+from singer_sdk.helpers._state import StateWriter
+from singer_sdk.singerlib import RecordMessage, SchemaMessage, StateMessage
 
 from intacct_api.client import IntacctClient
 from intacct_api.records import field_paths
@@ -29,6 +33,7 @@ from intacct_emulator.testing import EmulatorServer
 from tap_intacct.columns import SYNTHETIC_COLUMNS
 from tap_intacct.streams import IntacctStream
 from tap_intacct.tap import TapIntacct
+from tap_intacct.writer import RecordBufferedWriter
 
 CUSTOMER = "accounts-receivable/customer"
 VENDOR = "accounts-payable/vendor"
@@ -205,14 +210,194 @@ def test_full_sync_subprocess_emits_exactly_the_emulators_records(
     assert "replication_key" not in state.get(STREAM[CONTACT], {})  # full table
 
 
+def test_the_private_sdk_methods_we_override_keep_their_shape() -> None:
+    """An SDK upgrade that renames, reshapes or stops calling these fails here, loudly."""
+    pinned = {
+        "_generate_record_messages": ["self", "record"],
+        "_write_record_message": ["self", "record"],
+        "_process_record": ["self", "record", "child_context", "partition_context"],
+        "_increment_stream_state": ["self", "latest_record", "context"],
+    }
+    for name, params in pinned.items():
+        assert list(inspect.signature(getattr(Stream, name)).parameters) == params, name
+        assert name in IntacctStream.__dict__, name
+    assert callable(_catalog.pop_deselected_record_properties)  # what we skip exists
+    # ...and the per-record loop still calls them the way the overrides expect
+    loop = inspect.getsource(Stream._sync_records)
+    assert "self._process_record(" in loop
+    assert "self._write_record_message(record)" in loop
+    assert "self._increment_stream_state(record, context=current_context)" in loop
+    assert "self._generate_record_messages(record)" in inspect.getsource(
+        Stream._write_record_message
+    )
+    assert "self.state_manager.is_flushed = False" in inspect.getsource(
+        Stream._write_record_message
+    )
+    increment = inspect.getsource(singer_state.increment_state)
+    assert 'progress_dict["replication_key_value"] = new_rk_value' in increment
+    assert "not check_sorted" in increment
+
+
+def _without_fast_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's own per-record path and writer (what the fast paths must reproduce)."""
+    for name in ("_write_record_message", "_process_record", "_increment_stream_state"):
+        monkeypatch.setattr(IntacctStream, name, getattr(Stream, name))
+    monkeypatch.setattr(TapIntacct, "message_writer_class", MsgSpecWriter)
+
+
+def _comparable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for message in messages:
+        copy = dict(message)
+        assert copy.pop("time_extracted", "x") is not None
+        out.append(copy)
+    return out
+
+
+def test_fast_paths_emit_what_the_sdk_would(
+    emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records, partitions, full-table and incremental streams, mid-stream STATE messages:
+    the same messages in the same order with and without our private-API fast paths."""
+    monkeypatch.setattr(IntacctStream, "STATE_MSG_FREQUENCY", 97)
+    config = make_config(emulator, tmp_path, entities=["E100", "E200"])
+    framed = Counter[str]()
+    original = RecordBufferedWriter.write_record
+
+    def counting(self: RecordBufferedWriter, head: bytes, record: Any, tail: bytes) -> None:
+        framed["records"] += 1
+        original(self, head, record, tail)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(RecordBufferedWriter, "write_record", counting)
+        fast = run_in_process(config)
+    assert framed["records"] == len([m for m in fast if m["type"] == "RECORD"])  # fast path ran
+    with monkeypatch.context() as patched:
+        _without_fast_paths(patched)
+        stock = run_in_process(config)
+    assert _comparable(fast) == _comparable(stock)
+    states = [m for m in fast if m["type"] == "STATE"]
+    assert len(states) > len(COUNTS) * 2  # mid-stream states were compared too
+    assert {m["type"] for m in fast} == {"SCHEMA", "RECORD", "STATE"}
+
+
+def test_record_lines_are_byte_identical_to_the_sdk_encoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writer = RecordBufferedWriter()
+    moment = dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    record = {"key": "1", "totalDue": "12.30", "audit": {"by": '\u00e9\n"q"'}, "n": None}
+    for stream, version, extracted in [
+        ("accounts_receivable__customer", None, moment),
+        ('we"ird\\name', 1764000000, moment),
+        ("s", 7, None),
+        ("s", None, None),
+    ]:
+        head, tail = writer.record_frame(stream, version, extracted)
+        message = RecordMessage(stream=stream, record=record, version=version,
+                                time_extracted=extracted)  # fmt: skip
+        expected = bytes(MsgSpecWriter().format_message(message))
+        out = _Stdout()
+        monkeypatch.setattr(sys, "stdout", out)
+        writer.write_record(head, record, tail)
+        writer.flush()
+        assert b"".join(data for _, data in out.events) == expected
+
+
+class _Stdout:
+    """A stdout double that logs each write to the binary layer and each flush."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, bytes]] = []
+        self.buffer = self
+
+    def write(self, data: bytes) -> int:
+        self.events.append(("write", bytes(data)))
+        return len(data)
+
+    def flush(self) -> None:
+        self.events.append(("flush", b""))
+
+
+def test_writer_holds_records_until_a_non_record_message_or_a_full_buffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = _Stdout()
+    monkeypatch.setattr(sys, "stdout", out)
+    writer = RecordBufferedWriter()
+    writer.buffer_size = 1000
+    head, tail = writer.record_frame("s", None, None)
+    writer.write_message(SchemaMessage("s", {"type": "object"}, ["key"]))
+    assert [kind for kind, _ in out.events] == ["write", "flush"]
+    for i in range(5):
+        writer.write_record(head, {"key": str(i), "pad": "x" * 90}, tail)
+    assert len(out.events) == 2  # five ~120-byte records stay in our buffer
+    writer.write_message(RecordMessage(stream="s", record={"key": "5", "pad": "x" * 90}))
+    assert len(out.events) == 2  # a RECORD through the SDK's entry point is held back too
+    writer.write_message(StateMessage({"bookmarks": {"s": {"replication_key_value": "5"}}}))
+    assert [kind for kind, _ in out.events] == ["write", "flush", "write", "flush"]
+    lines = out.events[2][1].splitlines()
+    assert [json.loads(line)["type"] for line in lines] == ["RECORD"] * 6 + ["STATE"]
+    assert [json.loads(line)["record"]["key"] for line in lines[:6]] == list("012345")
+    for i in range(12):  # past buffer_size: written without waiting for a STATE
+        writer.write_record(head, {"key": str(i), "pad": "x" * 90}, tail)
+    assert out.events[4][0] == "write"
+    assert out.events[-1][0] == "write"
+    writer.flush()
+    written = b"".join(data for kind, data in out.events[4:])
+    assert [json.loads(line)["record"]["key"] for line in written.splitlines()] == [
+        str(i) for i in range(12)
+    ]
+
+    class Unencodable:
+        def __str__(self) -> str:
+            raise ValueError("no text for this")
+
+    with pytest.raises(ValueError, match="no text"):
+        writer.write_record(head, {"key": "13", "bad": Unencodable()}, tail)
+    writer.flush()
+    assert out.events[-2:] == [("flush", b"")] * 2  # a failed encoding leaves nothing behind
+
+
+def test_records_reach_stdout_even_when_no_state_follows_them(
+    emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK skips a STATE that did not change; the end of a read flushes anyway."""
+    monkeypatch.setattr(StateWriter, "write_state", lambda self, state: None)
+    config = make_config(emulator, tmp_path, objects=[CONTACT, CUSTOMER])
+    messages = run_in_process(config)
+    assert [m["type"] for m in messages if m["type"] == "STATE"] == []
+    for name in (CONTACT, CUSTOMER):
+        assert len(records(messages, STREAM[name])) == COUNTS[name]
+
+
+def test_record_limit_stops_the_read_without_leaving_a_thread(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The SDK's dry run (``--test``) aborts each stream after one record."""
+    import threading
+
+    emulator.reset(data=False, tokens=False)
+    tap = TapIntacct(config=make_config(emulator, tmp_path))
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8")
+    try:
+        with contextlib.redirect_stdout(out):
+            assert tap.run_sync_dry_run(dry_run_record_limit=1)
+            out.flush()
+    finally:
+        tap.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("intacct-prefetch")]
+    messages = [json.loads(line) for line in raw.getvalue().splitlines()]
+    for name in COUNTS:
+        assert len(records(messages, STREAM[name])) == 1
+    assert query_calls(emulator) <= 2 * len(COUNTS)  # the first page, at most one prefetched
+
+
 def test_only_selected_fields_are_requested_and_emitted(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    """Also guards the private fast path that skips the SDK's deselect walk."""
-    params = list(inspect.signature(Stream._generate_record_messages).parameters)
-    assert params == ["self", "record"]  # the SDK method we override still has this shape
-    assert callable(_catalog.pop_deselected_record_properties)  # ...and what we skip exists
-    assert "_generate_record_messages" in IntacctStream.__dict__
+    """Also guards the private fast path that skips the SDK's deselect walk (pinned above)."""
 
     config = make_config(emulator, tmp_path, objects=[CUSTOMER])
     tap = TapIntacct(config=config)
