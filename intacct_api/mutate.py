@@ -62,6 +62,7 @@ __all__ = [
     "OPERATIONS",
     "MutateEngine",
     "MutateItem",
+    "MutatePlan",
     "MutateResult",
     "idempotency_key",
 ]
@@ -73,7 +74,9 @@ MAX_BATCH_SIZE = 500
 OPERATIONS = ("create", "update", "upsert", "delete")
 ENTITY_FIELD = "_entity"
 LOOKUP_PAGE_SIZE = 4000
-_KEY_ENCODER = msgspec.json.Encoder(order="sorted")
+_BODY_ENCODER = msgspec.json.Encoder(order="sorted", decimal_format="number")
+"""Request bodies: keys sorted (the idempotency key hashes these very bytes, so the same
+content is the same key), ``Decimal`` amounts as exact JSON numbers."""
 _NO_ENTITY = ""
 _SINGLE_STATUSES = (200, 201, 204, 207)
 _BATCH_STATUSES = (*_SINGLE_STATUSES, 400, 404, 409, 422)
@@ -95,11 +98,32 @@ def idempotency_key(
     Intacct replay a request we are not sure reached it; a different body gives a different key
     (the same key with another body would be refused with 409).
     """
+    return _idempotency_key(
+        object_name,
+        operation,
+        method,
+        path,
+        _BODY_ENCODER.encode(body),
+        entity=entity,
+        transaction=transaction,
+    )
+
+
+def _idempotency_key(
+    object_name: str,
+    operation: str,
+    method: str,
+    path: str,
+    content: bytes,
+    *,
+    entity: str | None,
+    transaction: bool,
+) -> str:
     digest = hashlib.sha256()
     for part in (object_name, operation, method.upper(), path, entity or "", str(transaction)):
         digest.update(part.encode())
         digest.update(b"\x00")
-    digest.update(_KEY_ENCODER.encode(body))
+    digest.update(content)
     return digest.hexdigest()
 
 
@@ -125,12 +149,17 @@ class _Prepared:
     """An item ready for a request: its position in the window and its body."""
 
     pos: int
-    label: str
+    source: MutateItem | str  # the input item (named lazily, on error) or a ready label
     body: dict[str, Any]
     key: str | None
     original: Mapping[str, Any]
     warnings: list[str] = field(default_factory=list)
     match_value: Any = None
+
+    @property
+    def label(self) -> str:
+        """How errors name this record (``line 7 (id 'V1')``)."""
+        return self.source if isinstance(self.source, str) else _label(self.source)
 
 
 @dataclass
@@ -140,6 +169,26 @@ class _Task:
     operation: str
     entity: str | None
     items: list[_Prepared]
+
+
+@dataclass
+class MutatePlan:
+    """A validated, grouped window of items (see :meth:`MutateEngine.plan_items`).
+
+    ``results`` holds the results already known (invalid records) by position; ``tasks`` the
+    requests still to send.
+    """
+
+    info: ObjectInfo
+    match_on: str
+    window: list[MutateItem]
+    results: list[MutateResult | None]
+    tasks: list[_Task]
+
+    @property
+    def size(self) -> int:
+        """Items in the plan."""
+        return len(self.window)
 
 
 def _label(item: MutateItem) -> str:
@@ -281,22 +330,29 @@ class MutateEngine:
         match_on: str | None = None,
     ) -> Iterator[MutateResult]:
         """Like :meth:`mutate` with a per-item operation/entity (the target's deletes)."""
-        info = self.registry.object(object_name)
         window_size = self.batch_size * self.max_workers * 2
         window: list[MutateItem] = []
         for item in items:
             window.append(item)
             if len(window) >= window_size:
-                yield from self._run_window(info, window, match_on or self.match_on)
+                yield from self.run_plan(self.plan_items(object_name, window, match_on=match_on))
                 window = []
         if window:
-            yield from self._run_window(info, window, match_on or self.match_on)
+            yield from self.run_plan(self.plan_items(object_name, window, match_on=match_on))
 
-    # -- one window ----------------------------------------------------------------------
+    # -- one window: plan (CPU only), then run (the requests) ----------------------------
 
-    def _run_window(
-        self, info: ObjectInfo, window: list[MutateItem], match_on: str
-    ) -> list[MutateResult]:
+    def plan_items(
+        self, object_name: str, items: Sequence[MutateItem], *, match_on: str | None = None
+    ) -> MutatePlan:
+        """Validate and group ``items`` into requests without sending anything.
+
+        Pure CPU and no I/O, so a caller may plan the next batch while the previous one's
+        requests are on the wire (the target does). :meth:`run_plan` sends the requests.
+        """
+        info = self.registry.object(object_name)
+        match = match_on or self.match_on
+        window = list(items)
         results: list[MutateResult | None] = [None] * len(window)
         groups: dict[tuple[str, str], list[_Prepared]] = {}
         for pos, item in enumerate(window):
@@ -315,7 +371,7 @@ class MutateEngine:
                     line=item.line,
                 )
                 continue
-            prepared, op_or_error = self._prepare(info, item, pos, match_on)
+            prepared, op_or_error = self._prepare(info, item, pos, match)
             if prepared is None:
                 results[pos] = MutateResult(
                     index=item.index,
@@ -336,6 +392,18 @@ class MutateEngine:
             for (entity, operation), members in groups.items()
             for chunk in _chunks(members, self.batch_size)
         ]
+        return MutatePlan(info, match, window, results, tasks)
+
+    def run_plan(self, plan: MutatePlan) -> list[MutateResult]:
+        """Send a plan's requests (in parallel when there are several) and return one result
+        per item of the plan, in input order."""
+        info, match_on, window, results, tasks = (
+            plan.info,
+            plan.match_on,
+            plan.window,
+            plan.results,
+            plan.tasks,
+        )
         outcomes: dict[int, tuple[str, ItemOutcome, dict[str, Any] | None]] = {}
         if self.dry_run:
             for task in tasks:
@@ -388,30 +456,35 @@ class MutateEngine:
         record = item.record
         if not isinstance(record, Mapping):
             return None, f"{_label(item)}: not a JSON object"
-        label = _label(item)
-        record = {k: v for k, v in record.items() if k != ENTITY_FIELD}
+        if ENTITY_FIELD in record:
+            record = {k: v for k, v in record.items() if k != ENTITY_FIELD}
         if any("." in k and "::" not in k for k in record):
             record = nest(record)
         operation = item.operation
         key = record.get("key")
         key = None if key in (None, "") else str(key)
+        if key is not None and "," in key:  # would address several records in a URL path
+            return None, (
+                f"{_label(item)}: field 'key': {_short(key)} contains ',', which Intacct reads "
+                "as a list of keys"
+            )
         if operation == "delete":
             if key is None:
-                return None, f"{label}: field 'key': a delete needs the record's key"
+                return None, f"{_label(item)}: field 'key': a delete needs the record's key"
             owner_key = _owner_key(info, record)
             if owner_key is not None:  # a line: delete it through its owner
                 body = {"key": key, "ia::operation": "delete"}
-                return _Prepared(pos, label, body, key, record, [], owner_key), "owned-delete"
-            return _Prepared(pos, label, {"key": key}, key, record), "delete"
+                return _Prepared(pos, item, body, key, record, [], owner_key), "owned-delete"
+            return _Prepared(pos, item, {"key": key}, key, record), "delete"
         if info.owner is not None:
             return self._prepare_owned(
-                info, record=record, operation=operation, pos=pos, label=label, key=key
+                info, record=record, operation=operation, pos=pos, item=item, key=key
             )
         keyed_upsert = operation == "upsert" and key is not None
         if keyed_upsert and self.dry_run:
             operation = "update"
         if operation == "update" and key is None:
-            return None, f"{label}: field 'key': an update needs the record's key"
+            return None, f"{_label(item)}: field 'key': an update needs the record's key"
         if operation == "upsert" and self.dry_run:
             operation = "create"  # no lookup in a dry run: validate as the stricter create
         if operation == "upsert":
@@ -426,7 +499,7 @@ class MutateEngine:
         try:
             prepared = preparer.prepare(record)
         except InvalidRecordError as exc:
-            return None, f"{label}: {exc}"
+            return None, f"{_label(item)}: {exc}"
         dropped = prepared.dropped_read_only
         if operation == "upsert":  # the match field is how we found it, not data to write
             dropped = [name for name in dropped if name != match_on]
@@ -435,7 +508,7 @@ class MutateEngine:
         if operation != "update" and not keyed_upsert:
             body.pop("key", None)
         return (
-            _Prepared(pos, label, body, key, record, warnings, match_value),
+            _Prepared(pos, item, body, key, record, warnings, match_value),
             operation,
         )
 
@@ -446,12 +519,13 @@ class MutateEngine:
         record: Mapping[str, Any],
         operation: str,
         pos: int,
-        label: str,
+        item: MutateItem,
         key: str | None,
     ) -> tuple[_Prepared | None, str]:
         """A line of an owned object becomes an element of its owner's list in a PATCH."""
         owner = info.owner
         assert owner is not None
+        label = _label(item)
         back_ref = _camel(owner.partition("/")[2])
         owner_key = _owner_key(info, record)
         if owner_key is None:
@@ -472,7 +546,7 @@ class MutateEngine:
             body.pop("key", None)
         warnings = self._read_only_warnings(info, prepared.dropped_read_only)
         return (
-            _Prepared(pos, label, body, key, record, warnings, str(owner_key)),
+            _Prepared(pos, item, body, key, record, warnings, str(owner_key)),
             f"owned-{line_op}",
         )
 
@@ -518,29 +592,24 @@ class MutateEngine:
         """One write request for ``items``; outcomes by window position."""
         assert self.client is not None
         target = path_info or info
-        collection = self._collection_path(target)
-        body: Any
-        if operation == "delete":
-            keys = [p.key for p in items]
-            method, path, body = "DELETE", f"{collection}/{_encode_keys(keys)}", None
-        elif operation == "create":
-            method, path = "POST", collection
-            body = items[0].body if len(items) == 1 else [p.body for p in items]
-        else:  # update
-            method = "PATCH"
-            if len(items) == 1:
-                single = dict(items[0].body)
-                key = single.pop("key", items[0].key)
-                path, body = f"{collection}/{_encode_keys([key])}", single
-            else:
-                path, body = collection, [p.body for p in items]
+        try:
+            method, path, body = self._request_for(target, operation, items)
+        except IntacctError as exc:  # e.g. a key that cannot be put in a path
+            failed = outcome_from_exception(exc)
+            return {
+                p.pos: (operation, failed, p.body if operation != "delete" else {"key": p.key})
+                for p in items
+            }
         effective_entity = entity or self.client.settings.entity
-        key = idempotency_key(
+        # encoded once: the bytes sent are the bytes the key is derived from (Decimal amounts
+        # as exact JSON numbers; the client passes a Raw value through unchanged)
+        content = None if body is None else _BODY_ENCODER.encode(body)
+        key = _idempotency_key(
             object_name or info.name,
             operation,
             method,
             path,
-            body,
+            content if content is not None else b"null",
             entity=effective_entity,
             transaction=self.atomic,
         )
@@ -548,7 +617,7 @@ class MutateEngine:
             response = self.client.request(
                 method,
                 path,
-                json=body,
+                json=None if content is None else msgspec.Raw(content),
                 entity=entity if entity is not None else DEFAULT_ENTITY,
                 idempotency_key=key,
                 transaction=self.atomic,
@@ -569,6 +638,28 @@ class MutateEngine:
             p.pos: (operation, o, p.body if operation != "delete" else {"key": p.key})
             for p, o in zip(items, outcomes, strict=True)
         }
+
+    def _request_for(
+        self, target: ObjectInfo, operation: str, items: list[_Prepared]
+    ) -> tuple[str, str, Any]:
+        """(method, path, body) of the write request for ``items``."""
+        collection = self._collection_path(target)
+        body: Any
+        if operation == "delete":
+            keys = [p.key for p in items]
+            method, path, body = "DELETE", f"{collection}/{_encode_keys(keys)}", None
+        elif operation == "create":
+            method, path = "POST", collection
+            body = items[0].body if len(items) == 1 else [p.body for p in items]
+        else:  # update
+            method = "PATCH"
+            if len(items) == 1:
+                single = dict(items[0].body)
+                key = single.pop("key", items[0].key)
+                path, body = f"{collection}/{_encode_keys([key])}", single
+            else:
+                path, body = collection, [p.body for p in items]
+        return method, path, body
 
     def _run_upsert(
         self, info: ObjectInfo, task: _Task, match_on: str
@@ -677,7 +768,7 @@ class MutateEngine:
         owners = [
             _Prepared(
                 pos=-1 - i,
-                label=f"{info.owner} {owner_key}",
+                source=f"{info.owner} {owner_key}",
                 body={"key": owner_key, list_prop: [p.body for p in lines]},
                 key=owner_key,
                 original={},
@@ -744,6 +835,10 @@ def _roll_back(outcomes: list[ItemOutcome], items: list[_Prepared]) -> list[Item
 def _chunks(items: list[_Prepared], size: int) -> Iterator[list[_Prepared]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _short(value: str) -> str:
+    return repr(value) if len(value) <= 60 else repr(value[:57] + "...")
 
 
 def _encode_keys(keys: Sequence[str | None]) -> str:

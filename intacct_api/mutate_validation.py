@@ -4,13 +4,20 @@ The Mutate engine must never send a record the API would reject for a reason we 
 locally, and it must say *which field* is wrong. Two steps, compiled once per
 (object, operation) and then run per record:
 
-1. **Normalise** (a precompiled plan walk, pure Python): drop read-only fields (Intacct rejects
-   them; a tap's records carry `key`, `href`, `audit`...), drop top-level `_*` metadata
-   (`_sdc_*`, the tap's `_modified_at`), reject
-   unknown fields, turn the SDK's `date`/`datetime` objects back into `YYYY-MM-DD` / ISO-8601
-   UTC, turn amounts (`decimal-precision-N`) into decimal strings with N places after checking
-   the precision, and reject oversized strings (the spec carries no `maxLength`, so a generic
-   cap applies).
+1. **Normalise**: drop read-only fields (Intacct rejects them; a tap's records carry `key`,
+   `href`, `audit`...), drop top-level `_*` metadata (`_sdc_*`, the tap's `_modified_at`),
+   reject unknown fields, turn the SDK's `date`/`datetime` objects back into `YYYY-MM-DD` /
+   ISO-8601 UTC, turn amounts (`decimal-precision-N`) into decimal strings with N places after
+   checking the precision, accept decimal strings (`"0.00"`, as Intacct itself returns amounts
+   and the tap's schemas admit them) for `number`/`integer` properties and turn them into exact
+   `Decimal`/`int` values (never float; the engine encodes a `Decimal` as a JSON number), and
+   reject oversized strings (the spec carries no `maxLength`, so a generic cap applies).
+
+   The walk is compiled once per (object, operation) into closures, one per property, keyed
+   by property name: a record costs one dict lookup and one ``type(value) is ...`` check per
+   field it *carries* (not per property the schema declares), and anything unusual (a
+   ``datetime``, a ``Decimal``, a wrong type, a free-form object) falls back to the generic
+   walk, which is the reference behaviour.
 2. **Validate** the normalised body with a fastjsonschema validator compiled from the spec's
    request schema (types, enums, nested shapes). fastjsonschema is ~10x faster than jsonschema
    on the happy path; only when it fails do we ask jsonschema for a readable explanation
@@ -25,7 +32,7 @@ import datetime as dt
 import decimal
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +59,13 @@ _METADATA_PREFIX = "_"
 """Top-level names starting with ``_`` are Singer/tap metadata (``_sdc_*``, the tap's lifted
 ``_modified_at`` replication key): never Intacct fields, so they are dropped, not sent."""
 _UNSET = object()
+_NUMBER_TEXT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+"""A decimal number as text: ``12``, ``-0.50``, ``1e3``; not ``12,5``, ``1_000``, ``NaN``."""
+_NUMERIC_TYPES = frozenset({"number", "integer"})
+
+
+_ObjectFn = Callable[[Mapping[str, Any], str, list[str]], dict[str, Any]]
+_ValueFn = Callable[[Any, str, str, list[str]], Any]
 
 
 class InvalidRecordError(ValueError):
@@ -75,6 +89,11 @@ class FieldPlan:
     nullable: bool = True
     properties: dict[str, FieldPlan] | None = None  # object with declared members
     items: FieldPlan | None = None  # array
+
+    @property
+    def numeric(self) -> bool:
+        """A ``number``/``integer`` property that is not also a string: decimal text accepted."""
+        return bool(self.types & _NUMERIC_TYPES) and "string" not in self.types
 
 
 @dataclass
@@ -248,19 +267,161 @@ class RequestPreparer:
             self._validation_schema, use_default=False, use_formats=False
         )
         self._explainer: jsonschema.protocols.Validator | None = None
+        self._fast: _ObjectFn | None = (
+            self._compile_object(self.plan, top=True) if self.plan.properties else None
+        )
 
     # -- normalisation -------------------------------------------------------------------
 
     def prepare(self, record: Mapping[str, Any]) -> PreparedRecord:
         """Return the request body for ``record`` or raise :class:`InvalidRecordError`."""
         dropped: list[str] = []
-        body = self._normalise_object(record, self.plan, "", dropped, top=True)
+        if self._fast is not None:
+            body = self._fast(record, "", dropped)
+        else:
+            body = self._normalise_object(record, self.plan, "", dropped, top=True)
         if self.operation == "create":
             for name in self.required:
                 if _dig(body, name) is None and not _reference_by_key(body, name):
                     raise InvalidRecordError(name, "is required on create")
         self._validate(body)
         return PreparedRecord(body=body, dropped_read_only=dropped)
+
+    def prepare_generic(self, record: Mapping[str, Any]) -> PreparedRecord:
+        """:meth:`prepare` through the generic walk only (the reference the compiled one must
+        match; used by tests)."""
+        fast, self._fast = self._fast, None
+        try:
+            return self.prepare(record)
+        finally:
+            self._fast = fast
+
+    # -- the compiled walk ---------------------------------------------------------------
+
+    def _compile_object(self, plan: FieldPlan, *, top: bool = False) -> _ObjectFn:
+        """A closure normalising one object of ``plan`` (which has declared properties).
+
+        Semantics are exactly :meth:`_normalise_object`'s; only common value types take a
+        specialised path, the rest call the generic :meth:`_normalise_value`.
+        """
+        props = plan.properties or {}
+        entries: dict[str, tuple[bool, bool, _ValueFn | None]] = {}
+        for name, sub in props.items():
+            if top and (name.startswith(_METADATA_PREFIX) or name in self.keep_fields):
+                continue  # handled by the fallback below, before any property lookup
+            entries[name] = (sub.read_only, sub.nullable, self._compile_value(sub))
+        keep_fields = self.keep_fields
+        create = self.operation == "create"
+        object_name = self.object_name
+        plain = self._plain
+
+        def normalise(record: Mapping[str, Any], prefix: str, dropped: list[str]) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            get = entries.get
+            for name, value in record.items():
+                entry = get(name)
+                if entry is None:
+                    if top and (name.startswith(_METADATA_PREFIX) or name in keep_fields):
+                        if name in keep_fields:
+                            out[name] = value
+                        continue
+                    if "::" in name:  # custom fields (nsp::...) and ia::operation on lines
+                        out[name] = plain(value, prefix + name)
+                        continue
+                    raise InvalidRecordError(
+                        prefix + name,
+                        f"unknown field for {object_name or 'this object'}" + _suggest(name, props),
+                    )
+                read_only, nullable, handler = entry
+                if read_only:
+                    dropped.append(prefix + name)
+                    continue
+                if value is None:
+                    if create or not nullable:
+                        continue
+                    out[name] = None
+                    continue
+                assert handler is not None
+                normalised = handler(value, prefix, name, dropped)
+                if normalised is not _UNSET:
+                    out[name] = normalised
+            return out
+
+        return normalise
+
+    def _compile_value(self, plan: FieldPlan) -> _ValueFn | None:
+        """A specialised handler for a common property shape (falls back to the generic)."""
+        if plan.read_only:
+            return None
+        generic = self._normalise_value
+
+        def slow(value: Any, prefix: str, name: str, dropped: list[str]) -> Any:
+            return generic(value, plan, prefix + name, dropped)
+
+        types = plan.types - {"null"}
+        if plan.properties is not None:
+            members = self._compile_object(plan)
+
+            def obj(value: Any, prefix: str, name: str, dropped: list[str]) -> Any:
+                if type(value) is not dict:
+                    return slow(value, prefix, name, dropped)
+                out = members(value, f"{prefix}{name}.", dropped)
+                return _UNSET if value and not out else out
+
+            return obj
+        if plan.items is not None:
+            item_fn = self._compile_value(plan.items)
+            if item_fn is None:
+                return slow
+
+            def array(value: Any, prefix: str, name: str, dropped: list[str]) -> Any:
+                if type(value) is not list:
+                    return slow(value, prefix, name, dropped)
+                assert item_fn is not None
+                items = [
+                    item_fn(item, prefix, f"{name}[{i}]", dropped) for i, item in enumerate(value)
+                ]
+                return [{} if item is _UNSET else item for item in items]
+
+            return array
+        if plan.precision is not None:
+            return slow
+        if types == {"string"}:
+            limit = plan.max_length or (
+                None if plan.fmt in _BINARY_FORMATS else self.max_string_length
+            )
+
+            def string(value: Any, prefix: str, name: str, dropped: list[str]) -> Any:
+                if type(value) is not str:
+                    return slow(value, prefix, name, dropped)
+                if limit is not None and len(value) > limit:
+                    raise InvalidRecordError(
+                        prefix + name,
+                        f"string of {len(value)} characters exceeds the limit of {limit}",
+                    )
+                return value
+
+            return string
+        if types and types <= _NUMERIC_TYPES:
+
+            def number(value: Any, prefix: str, name: str, dropped: list[str]) -> Any:
+                kind = type(value)
+                if kind is int or kind is float:
+                    return value
+                if kind is str or kind is decimal.Decimal:
+                    return _to_number(value, plan, prefix + name)
+                return slow(value, prefix, name, dropped)
+
+            return number
+        if types == {"boolean"}:
+
+            def boolean(value: Any, prefix: str, name: str, dropped: list[str]) -> Any:
+                return value if type(value) is bool else slow(value, prefix, name, dropped)
+
+            return boolean
+        return slow
+
+    # -- the generic walk ----------------------------------------------------------------
 
     def _normalise_object(
         self,
@@ -318,10 +479,11 @@ class RequestPreparer:
         if isinstance(value, list | tuple):
             if plan.items is None:
                 return [self._plain(item, path) for item in value]
-            return [
+            items = [
                 self._normalise_value(item, plan.items, f"{path}[{i}]", dropped)
                 for i, item in enumerate(value)
             ]
+            return [{} if item is _UNSET else item for item in items]
         if isinstance(value, dt.datetime):
             if plan.fmt == "date":
                 return value.date().isoformat()
@@ -334,6 +496,8 @@ class RequestPreparer:
             "string" in plan.types and isinstance(value, decimal.Decimal)
         ):
             return self._decimal(value, plan, path)
+        if plan.numeric and isinstance(value, str | decimal.Decimal):
+            return _to_number(value, plan, path)
         if isinstance(value, decimal.Decimal):
             return _decimal_to_number(value, plan.types)
         if isinstance(value, str):
@@ -435,11 +599,36 @@ def _reference_by_key(body: Mapping[str, Any], path: str) -> bool:
     return bool(parent) and leaf == "id" and _dig(body, f"{parent}.key") is not None
 
 
-def _decimal_to_number(value: decimal.Decimal, types: frozenset[str]) -> int | float | str:
-    """A Decimal (the SDK/msgspec parse floats as Decimal) as a JSON number for number fields."""
-    if value == value.to_integral_value() and ("integer" in types or "number" not in types):
+def _decimal_to_number(value: decimal.Decimal, types: frozenset[str]) -> int | decimal.Decimal:
+    """A Decimal (msgspec and the SDK parse JSON fractions as Decimal) kept exact: an ``int``
+    for an integral value of an integer property, else the Decimal itself, which the engine
+    encodes as a JSON number (never through float)."""
+    if "integer" in types and "number" not in types and value == value.to_integral_value():
         return int(value)
-    return float(value)
+    return value
+
+
+def _to_number(value: str | decimal.Decimal, plan: FieldPlan, path: str) -> int | decimal.Decimal:
+    """A decimal string or Decimal for a ``number``/``integer`` property, exact, or raise.
+
+    Intacct returns amounts as strings (``"0.00"``) and the tap's record schemas admit them,
+    so a round trip must accept them; anything that is not a plain decimal number is an error
+    naming the field.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if not _NUMBER_TEXT.match(text):
+            raise InvalidRecordError(path, f"{_describe(value)} is not a number")
+        number = decimal.Decimal(text)
+    else:
+        number = value
+        if not number.is_finite():
+            raise InvalidRecordError(path, f"{_describe(value)} is not a finite number")
+    if "number" in plan.types:
+        return number
+    if number != number.to_integral_value():
+        raise InvalidRecordError(path, f"{_describe(value)} is not an integer")
+    return int(number)
 
 
 def _suggest(name: str, props: Mapping[str, Any]) -> str:

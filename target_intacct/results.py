@@ -38,7 +38,9 @@ def _enc_hook(value: Any) -> Any:
     return str(value)
 
 
-_ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook, decimal_format="string")
+_ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook, decimal_format="number")
+"""``decimal_format="number"``: the echoed request shows amounts exactly as they were sent
+(the engine sends a ``Decimal`` as a JSON number)."""
 
 
 def default_results_path(now: dt.datetime | None = None) -> str:
@@ -65,9 +67,10 @@ class ResultsWriter:
         failed = 0
         counts: Counter[tuple[str, str]] = Counter()
         failed_ops: Counter[tuple[str, str]] = Counter()
+        encode_into = _ENCODER.encode_into
         for result in results:
             line = {"stream": stream, **result.to_dict()}
-            buffer += _ENCODER.encode(line)
+            encode_into(line, buffer, -1)  # appended in place: one buffer, one write per batch
             buffer += b"\n"
             if result.status == "skipped":
                 counts[(stream, "skipped")] += 1

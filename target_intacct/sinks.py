@@ -17,7 +17,20 @@ Traps handled here (singer-sdk notes, section 2):
   kept, so ``include_sdc_metadata_properties`` is always on (the engine drops ``_sdc_*``
   fields from request bodies);
 * sinks drain in parallel threads: the engine, the shared client and the results writer are
-  thread-safe.
+  thread-safe;
+* a drain plans its batch (validation) in the draining thread and *sends* it in the background
+  (``target_intacct.pipeline``): reading and validating the next batch overlaps the previous
+  one's request; results are written in order, and before any STATE.
+
+Per-record costs of the SDK's record path, trimmed where the SDK's work is discarded anyway:
+
+* ``_add_sdc_metadata_to_record`` would stamp seven ``_sdc_*`` values (two clock reads and
+  two isoformats) on every record, only for the engine to drop every top-level ``_*`` name
+  from the request. Here the record keeps the metadata it arrived with (``_sdc_deleted_at``
+  is what matters) and nothing is invented;
+* ``_parse_timestamps_in_record`` looked up every field's schema per record to find the
+  date-like ones; the top-level date/date-time/time properties are now found once per sink
+  and only those are parsed, with the SDK's rules and error treatment.
 """
 
 from __future__ import annotations
@@ -26,8 +39,19 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from singer_sdk.helpers._compat import (
+    date_fromisoformat,
+    datetime_fromisoformat,
+    time_fromisoformat,
+)
+from singer_sdk.helpers._typing import (
+    get_datelike_property_type,
+    handle_invalid_timestamp_in_record,
+)
+from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 
+from intacct_api.errors import IntacctError
 from intacct_api.mutate import MAX_BATCH_SIZE, MutateItem
 from intacct_api.mutate_results import ERROR, SKIPPED, MutateResult
 from target_intacct.validation import FastRecordValidator
@@ -61,14 +85,69 @@ class IntacctSink(BatchSink):
         self.operation: str = mapping.get("operation") or "upsert"
         self.match_on: str | None = mapping.get("match_on")
         self.allow_deletes = bool(self.config.get("allow_deletes", False))
+        self._entity: str | None = self.config.get("entity") or None
+        wanted = self.batch_size_rows or self.config.get("batch_size") or MAX_BATCH_SIZE
+        self._max_size = max(1, min(int(wanted), MAX_BATCH_SIZE))
+        self._prepare_timestamp_plan()
 
     # -- SDK hooks ---------------------------------------------------------------------
 
     @property
     def max_size(self) -> int:
         """Records per drain: ``batch_size_rows`` or ``batch_size``, never above 500."""
-        wanted = self.batch_size_rows or self.config.get("batch_size") or MAX_BATCH_SIZE
-        return max(1, min(int(wanted), MAX_BATCH_SIZE))
+        return self._max_size
+
+    def _add_sdc_metadata_to_record(self, record: dict, message: dict, context: dict) -> None:
+        """Keep the ``_sdc_*`` values the record carries; invent none (see module docstring).
+
+        The SDK would add extraction/receive/batch timestamps and sequence numbers that this
+        target never writes anywhere (the engine drops top-level ``_*`` names from requests).
+        """
+
+    def _prepare_timestamp_plan(self) -> None:
+        """Top-level date-like properties and all property names, found once per schema."""
+        props: dict[str, Any] = self.schema.get("properties") or {}
+        self._schema_names = frozenset(props)
+        self._open_schema = bool(self.schema.get("additionalProperties", False))
+        self._datelike_fields: tuple[tuple[str, str], ...] = tuple(
+            (name, kind)
+            for name, sub in props.items()
+            if (kind := get_datelike_property_type(sub)) is not None
+        )
+
+    def _parse_timestamps_in_record(
+        self, record: dict, schema: dict, treatment: DatetimeErrorTreatmentEnum
+    ) -> None:
+        """The SDK's parse of top-level date/date-time/time strings, for those fields only.
+
+        Same conversions, warnings ("No schema for record field") and error treatment as
+        ``Sink._parse_timestamps_in_record``, without a schema lookup per field per record.
+        """
+        if schema is not self.schema:  # not the sink's own schema: the SDK's generic walk
+            super()._parse_timestamps_in_record(record, schema, treatment)
+            return
+        if not self._open_schema:
+            unknown = record.keys() - self._schema_names
+            for key in unknown:
+                if record[key] is not None and key not in self._warned_missing_fields:
+                    self.logger.warning("No schema for record field '%s'", key)
+                    self._warned_missing_fields.add(key)
+        for name, kind in self._datelike_fields:
+            value = record.get(name)
+            if value is None:
+                continue
+            try:
+                if kind == "time":
+                    parsed: Any = time_fromisoformat(value)
+                elif kind == "date":
+                    parsed = date_fromisoformat(value)
+                else:
+                    parsed = datetime_fromisoformat(value)
+            except ValueError as ex:
+                parsed = handle_invalid_timestamp_in_record(
+                    record, [name], value, kind, ex, treatment, self.logger
+                )
+            record[name] = parsed
 
     @property
     def include_sdc_metadata_properties(self) -> bool:
@@ -81,7 +160,37 @@ class IntacctSink(BatchSink):
         ``validate_records: false`` skips the schema check but still guards date fields the
         SDK will parse.
         """
-        return FastRecordValidator(self.schema, check_schema=bool(self.validate_schema))
+        return FastRecordValidator(
+            self.schema,
+            check_schema=bool(self.validate_schema),
+            checked_downstream=self._request_checked_properties(),
+        )
+
+    def _request_checked_properties(self) -> frozenset[str]:
+        """Top-level properties the engine validates against the request schema whatever
+        the operation (writable on create *and* update), so the stream check can skip them."""
+        if not self.object_name:
+            return frozenset()
+        engine = self._target.engine
+        try:
+            info = engine.registry.object(self.object_name)
+        except IntacctError:
+            return frozenset()
+        via_owner = info.owner is not None
+        found: frozenset[str] | None = None
+        for operation in ("create", "update"):
+            plan = engine.preparer(info, operation, via_owner=via_owner).plan
+            writable = frozenset(
+                name
+                for name, sub in (plan.properties or {}).items()
+                if not sub.read_only and not name.startswith("_") and name != "key"
+            )
+            found = writable if found is None else found & writable
+        if via_owner and found:  # a line's owner reference is read, not validated, by the engine
+            assert info.owner is not None
+            head, *rest = info.owner.partition("/")[2].split("-")
+            found = found - {head + "".join(part[:1].upper() + part[1:] for part in rest)}
+        return found or frozenset()
 
     def start_batch(self, context: dict) -> None:
         """Each batch collects Mutate items (record + operation + input line)."""
@@ -93,8 +202,9 @@ class IntacctSink(BatchSink):
         line = self._target.current_line
         index = self._target.next_index(self.stream_name)
         failure = None
-        if isinstance(self._validator, FastRecordValidator):
-            failure = self._validator.take_failure(record)
+        validator = self._validator
+        if isinstance(validator, FastRecordValidator) and validator.has_failures:
+            failure = validator.take_failure(record)
         if failure is not None:
             items.append(
                 MutateItem(
@@ -116,22 +226,25 @@ class IntacctSink(BatchSink):
                 operation=operation,
                 index=index,
                 line=line,
-                entity=self.config.get("entity") or None,
+                entity=self._entity,
             )
         )
 
     def process_batch(self, context: dict) -> None:
-        """Send the batch through the engine and record one result per record, in order."""
+        """Plan (validate) the batch here, send it in the background; results follow in order.
+
+        The batch is the drain's records exactly as before (deterministic boundaries, so the
+        same input gives the same requests and Idempotency-Keys); only the wait for the
+        answer moves off the reading thread (``target_intacct.pipeline``).
+        """
         items: list[MutateItem] = context.get("items", [])
         if not items:
             return
         skipped = [i for i in items if i.operation == "skip-delete"]
         to_write = [i for i in items if i.operation != "skip-delete"]
-        results: list[MutateResult] = []
-        if to_write:
-            engine = self._target.engine
-            results.extend(engine.mutate_items(self.object_name, to_write, match_on=self.match_on))
-        results.extend(
+        engine = self._target.engine
+        plan = engine.plan_items(self.object_name, to_write, match_on=self.match_on)
+        skipped_results = [
             MutateResult(
                 index=i.index,
                 line=i.line,
@@ -143,9 +256,16 @@ class IntacctSink(BatchSink):
                 error_code="deleteNotAllowed",
             )
             for i in skipped
-        )
-        results.sort(key=lambda r: r.index)
-        self._target.record_results(self.stream_name, results)
+        ]
+
+        def send() -> list[MutateResult]:
+            results = engine.run_plan(plan) if plan.size else []
+            if skipped_results:
+                results.extend(skipped_results)
+                results.sort(key=lambda r: r.index)
+            return results
+
+        self._target.submit_batch(self, send)
 
 
 class UnknownStreamSink(IntacctSink):

@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -38,6 +39,7 @@ from intacct_api.mutate_results import ERROR, MutateResult
 from intacct_api.mutate_validation import DEFAULT_MAX_STRING_LENGTH
 from intacct_api.settings import SHARED_SETTINGS, ConnectionSettings
 from intacct_api.spec import SpecRegistry, default_registry
+from target_intacct.pipeline import ResultPipeline
 from target_intacct.results import ResultsWriter, default_results_path
 from target_intacct.sinks import UnknownStreamSink, sink_class_for
 
@@ -303,9 +305,29 @@ class TargetIntacct(Target):
 
     # -- results ---------------------------------------------------------------------------
 
+    @cached_property
+    def pipeline(self) -> ResultPipeline:
+        """Background sending, results written in submission order (see ``pipeline``)."""
+        in_flight = self.engine.max_workers if not self.engine.dry_run else 1
+        return ResultPipeline(self.results.write, max_in_flight=in_flight)
+
+    def submit_batch(self, sink: Sink, send: Callable[[], list[MutateResult]]) -> None:
+        """Send a sink's planned batch in the background (one in flight per sink)."""
+        self.pipeline.submit(id(sink), sink.stream_name, send)
+
     def record_results(self, stream: str, results: list[MutateResult]) -> None:
-        """Write a batch's results (called from sink drains, possibly in parallel)."""
-        self.results.write(stream, results)
+        """Record results known without a request; written after the batches before them."""
+        self.pipeline.add(stream, results)
+
+    def _drain_all(self, sink_list: Iterable[Sink], parallelism: int) -> None:
+        """The SDK's drain, then wait for every batch in flight and write its results.
+
+        ``drain_all`` writes the STATE message right after its ``_drain_all`` calls, so
+        waiting here keeps the promise: STATE only after its records' results are on disk.
+        (``drain_one``, when a sink is merely full, does not wait: that is the overlap.)
+        """
+        super()._drain_all(sink_list, parallelism)
+        self.pipeline.wait_all()
 
     def _process_malformed_line(self, message: dict) -> None:
         stream = message.get("stream")
@@ -368,6 +390,7 @@ class TargetIntacct(Target):
 
     def _finish(self) -> int:
         """Close the results file and log the summary; return the number of failures."""
+        self.pipeline.close()
         writer = self.results
         writer.log_summary(self.logger)
         failed = writer.failed

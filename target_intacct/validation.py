@@ -5,6 +5,14 @@ target's CPU (singer-sdk notes, section 7). We keep validation on and make it ch
 fastjsonschema compiles the schema to Python once per sink; only a failing record pays for
 jsonschema, which explains the failure naming the field.
 
+Each value is validated once, against the stricter contract that applies to it: a top-level
+property the engine validates against the spec's *request* schema on every path to the API
+(writable in both the create and the update request of the object: ``checked_downstream``) is
+left to that check, which is the one that decides what Intacct accepts and names the field
+the same way. Everything else (read-only fields the engine drops but a tap sends, ``key``,
+metadata, fields unknown to the request schema) is still checked against the stream SCHEMA
+here. A record is therefore never sent without its values having been validated.
+
 A failing record must become an error *result*, not a crash: raising ``InvalidRecord`` from the
 hook either aborts the run (``fail_on_record_validation_exception``) or logs a traceback per
 record and continues. So :meth:`FastRecordValidator.validate` never raises. It remembers the
@@ -73,12 +81,27 @@ def _check_datelike(kind: str, value: str) -> str | None:
 class FastRecordValidator(BaseJSONSchemaValidator):
     """fastjsonschema on the hot path, jsonschema to explain; never raises per record."""
 
-    def __init__(self, schema: dict[str, Any], *, check_schema: bool = True) -> None:
+    def __init__(
+        self,
+        schema: dict[str, Any],
+        *,
+        check_schema: bool = True,
+        checked_downstream: frozenset[str] = frozenset(),
+    ) -> None:
         super().__init__(schema)
         self.check_schema = check_schema
-        self._compiled = fastjsonschema.compile(schema, use_default=False, use_formats=False)
-        self._explainer = jsonschema.Draft202012Validator(schema)
         props = schema.get("properties") or {}
+        # Properties the request schema validates for every record that reaches the API are
+        # not checked twice (see the module docstring); everything else still is.
+        self.checked_downstream = frozenset(name for name in checked_downstream if name in props)
+        checked = schema
+        if self.checked_downstream:
+            checked = dict(schema)
+            checked["properties"] = {
+                name: sub for name, sub in props.items() if name not in self.checked_downstream
+            }
+        self._compiled = fastjsonschema.compile(checked, use_default=False, use_formats=False)
+        self._explainer = jsonschema.Draft202012Validator(checked)
         self._datelike = {
             name: kind
             for name, sub in props.items()
@@ -104,6 +127,11 @@ class FastRecordValidator(BaseJSONSchemaValidator):
                 record[name] = None
         with self._lock:
             self._failures[id(record)] = RecordFailure(message, original)
+
+    @property
+    def has_failures(self) -> bool:
+        """Any failure waiting to be taken (a cheap check before :meth:`take_failure`)."""
+        return bool(self._failures)
 
     def take_failure(self, record: Mapping[str, Any]) -> RecordFailure | None:
         """The failure remembered for this very record object (removed once taken)."""

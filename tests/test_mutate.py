@@ -362,3 +362,95 @@ def test_cli_mutate_prints_one_result_per_line(emulator: EmulatorServer, tmp_pat
     assert done.returncode == 1
     assert "demo-secret" not in done.stdout + done.stderr
     assert emulator.requests()["POST /objects/accounts-payable/vendor"] == 1
+
+
+def test_numeric_fields_accept_decimal_strings_exactly(registry: SpecRegistry) -> None:
+    vendor = registry.object(VENDOR)
+    preparer = MutateEngine(registry, dry_run=True).preparer(vendor, "create")
+    big = "1234567890123456.78"  # beyond float precision
+    body = preparer.prepare({"id": "N1", "name": "n", "creditLimit": big}).body
+    assert body["creditLimit"] == decimal.Decimal(big)
+    key_body = [body]
+    assert idempotency_key(VENDOR, "create", "POST", VENDOR_PATH, key_body) == idempotency_key(
+        VENDOR, "create", "POST", VENDOR_PATH, [{**body, "creditLimit": decimal.Decimal(big)}]
+    )
+    for bad in ("12,5x", "", "1_000", "NaN", "abc"):
+        with pytest.raises(InvalidRecordError, match=r"field 'creditLimit': .* is not a number"):
+            preparer.prepare({"id": "N1", "name": "n", "creditLimit": bad})
+    integer = RequestPreparer(
+        {"type": "object", "properties": {"n": {"type": "integer"}, "x": {"type": "number"}}},
+        operation="create",
+    )
+    assert integer.prepare({"n": "12", "x": " -0.50 "}).body == {
+        "n": 12,
+        "x": decimal.Decimal("-0.50"),
+    }
+    with pytest.raises(InvalidRecordError, match=r"field 'n': '1.5' is not an integer"):
+        integer.prepare({"n": "1.5"})
+
+
+def test_exact_amounts_on_the_wire(
+    emulator: EmulatorServer, client: IntacctClient, registry: SpecRegistry
+) -> None:
+    engine = MutateEngine(registry, client)
+    [result] = engine.mutate(VENDOR, [{"id": "W1", "name": "w", "creditLimit": "10.10"}])
+    assert result.ok, result.error
+    assert result.request == {"id": "W1", "name": "w", "creditLimit": decimal.Decimal("10.10")}
+    stored = client.query(
+        {"object": VENDOR, "fields": ["creditLimit"], "filters": [{"$eq": {"id": "W1"}}]}
+    ).json()["ia::result"]
+    assert float(stored[0]["creditLimit"]) == 10.1
+
+
+@pytest.mark.parametrize("operation", ["create", "update"])
+def test_compiled_normaliser_matches_the_generic_walk(
+    registry: SpecRegistry, operation: str
+) -> None:
+    """The compiled fast paths must give exactly the generic walk's bodies and errors."""
+    engine = MutateEngine(registry, dry_run=True)
+    records: list[dict[str, Any]] = [
+        {"id": "A", "name": "a", "key": "1", "href": "/x", "_sdc_deleted_at": None},
+        {"id": "A", "name": None, "creditLimit": "0.00", "status": "active"},
+        {"id": "A", "name": "a", "creditLimit": decimal.Decimal("1.5"), "isOnHold": True},
+        {"id": "A", "name": "a", "creditLimit": True},
+        {"id": "A", "name": "a", "creditLimit": "x"},
+        {"id": "A", "name": 42},
+        {"id": "A", "name": "a", "nsp::custom": {"d": dt.date(2024, 1, 2)}},
+        {"id": "A", "name": "a", "favouriteColour": "blue"},
+        {"id": "A", "contacts": {"default": {"mailingAddress": {"city": "c"}, "email1": "e"}}},
+        {"id": "A", "contacts": {"default": {"href": "/only-read-only"}}},
+        {"id": "A", "contacts": "not an object"},
+        {"id": "A", "name": "x" * 20_000},
+        {"id": "A", "name": "a", "totalDue": "10.5", "discountPercent": 3},
+    ]
+    for object_name in (VENDOR, "accounts-receivable/customer"):
+        info = registry.object(object_name)
+        preparer = engine.preparer(info, operation)
+        for record in records:
+            outcomes = []
+            for prepare in (preparer.prepare, preparer.prepare_generic):
+                try:
+                    prepared = prepare(record)
+                    outcomes.append((prepared.body, prepared.dropped_read_only))
+                except InvalidRecordError as exc:
+                    outcomes.append(str(exc))
+            assert outcomes[0] == outcomes[1], (object_name, record)
+    bill = registry.object("accounts-payable/bill")
+    preparer = engine.preparer(bill, "update")
+    line_record = {
+        "billNumber": "B",
+        "vendor": {"id": "V"},
+        "postingDate": dt.date(2024, 1, 1),
+        "dueDate": "2024-02-01",
+        "createdDate": "2024-01-01",
+        "lines": [{"txnAmount": "1.5", "glAccount": {"id": "1", "href": "/ro"}}, {"memo": None}],
+    }
+    assert preparer.prepare(line_record).body == preparer.prepare_generic(line_record).body
+
+
+def test_a_key_with_a_comma_is_an_error_result_not_a_crash(registry: SpecRegistry) -> None:
+    engine = MutateEngine(registry, dry_run=True)
+    for operation in ("delete", "update"):
+        [result] = engine.mutate(VENDOR, [{"key": "1,2", "name": "x"}], operation=operation)
+        assert result.status == "error"
+        assert "field 'key': '1,2' contains ','" in (result.error or "")

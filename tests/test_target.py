@@ -257,3 +257,122 @@ def test_kill_and_rerun_leaves_no_duplicates(
     ids = [v["id"] for v in stored_vendors(config)]
     assert len(ids) == total
     assert len(set(ids)) == total
+
+
+def test_decimal_string_amounts_round_trip_and_bad_amounts_are_named(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Real Intacct returns amounts as strings ("0.00") and the tap's schema admits them: the
+    target accepts decimal strings for number fields, sends them as exact JSON numbers, and
+    reports a non-numeric string as an error naming the record and the field."""
+    schema = default_registry().object(VENDOR).record_schema()  # what tap-intacct emits
+    assert "string" in schema["properties"]["creditLimit"]["type"]
+    records = [
+        {"id": "AMT1", "name": "zero", "creditLimit": "0.00"},
+        {"id": "AMT2", "name": "cents", "creditLimit": "1000.50"},
+        {"id": "AMT3", "name": "bad", "creditLimit": "12,5x"},
+        {"id": "AMT4", "name": "number", "creditLimit": 250},
+    ]
+    lines = [{"type": "SCHEMA", "stream": STREAM, "schema": schema, "key_properties": ["id"]}]
+    lines += [{"type": "RECORD", "stream": STREAM, "record": r} for r in records]
+    path = tmp_path / "amounts.singer"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = run_target(config | {"on_error": "continue"}, path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = results_of(config)
+    assert [(r["line"], r["status"]) for r in results] == [
+        (2, "ok"),
+        (3, "ok"),
+        (4, "error"),
+        (5, "ok"),
+    ]
+    assert "(id 'AMT3')" in results[2]["error"]
+    assert "field 'creditLimit': '12,5x' is not a number" in results[2]["error"]
+    # sent as exact JSON numbers (never through float): the echo is what went on the wire
+    raw = Path(config["results_path"]).read_text().splitlines()
+    assert '"creditLimit":0.00' in raw[0]
+    assert '"creditLimit":1000.50' in raw[1]
+    settings = ConnectionSettings.from_config(config)
+    with IntacctClient(settings) as client:
+        body = {"object": VENDOR, "fields": ["id", "creditLimit"], "size": 100}
+        stored = {r["id"]: r["creditLimit"] for r in client.query(body).json()["ia::result"]}
+    assert stored == {"AMT1": 0, "AMT2": 1000.5, "AMT4": 250}
+
+
+def test_batches_pipelined_keep_results_in_order_and_state_last(
+    emulator: EmulatorServer, config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Batches are sent in the background while the next one is read; results still come out
+    in input order, upserts see the previous batch's creates, STATE follows the results."""
+    schema = {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "name": {"type": "string"}},
+    }
+    lines: list[dict[str, Any]] = [
+        {"type": "SCHEMA", "stream": STREAM, "schema": schema, "key_properties": ["id"]}
+    ]
+    for i in range(23):  # P0003 appears again later: an update, not a second create
+        lines.append(
+            {"type": "RECORD", "stream": STREAM, "record": {"id": f"P{i:04d}", "name": "a"}}
+        )
+    lines.append({"type": "RECORD", "stream": STREAM, "record": {"id": "P0003", "name": "b"}})
+    lines.append({"type": "STATE", "value": {"done": 1}})
+    path = tmp_path / "pipelined.singer"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    emulator.set_faults(latency_ms=30)
+    try:
+        done = run_target(config | {"batch_size": 5}, path, tmp_path)
+    finally:
+        emulator.set_faults(latency_ms=0)
+    assert done.returncode == 0, done.stderr
+    results = results_of(config)
+    assert [r["line"] for r in results] == list(range(2, 26))
+    assert [r["operation"] for r in results] == ["create"] * 23 + ["update"]
+    assert results[-1]["key"] == results[3]["key"]
+    assert [json.loads(s) for s in done.stdout.splitlines() if s.strip()] == [{"done": 1}]
+    assert writes_of(emulator) == {  # one $in lookup per batch of 5
+        "POST /services/core/query": 5,
+        "POST /objects/accounts-payable/vendor": 5,
+        "PATCH /objects/accounts-payable/vendor/{key}": 1,
+    }
+    assert len(stored_vendors(config)) == 23
+
+
+def writes_of(emulator: EmulatorServer) -> dict[str, int]:
+    return {k: v for k, v in emulator.requests().items() if "oauth2" not in k}
+
+
+def test_result_pipeline_writes_in_submission_order() -> None:
+    import threading
+
+    from intacct_api.mutate_results import MutateResult
+    from target_intacct.pipeline import ResultPipeline
+
+    written: list[tuple[str, list[int]]] = []
+    pipeline = ResultPipeline(lambda s, rs: written.append((s, [r.index for r in rs])), 3)
+    gate = threading.Event()
+
+    def job(index: int, wait: bool = False) -> Any:
+        def run() -> list[MutateResult]:
+            if wait:
+                gate.wait(10)
+            return [MutateResult(index=index, operation="create", object="o", status="ok")]
+
+        return run
+
+    pipeline.submit("a", "A", job(0, wait=True))  # slow: everything after it must wait
+    pipeline.submit("b", "B", job(1))
+    pipeline.add("C", [MutateResult(index=2, operation="read", object="", status="error")])
+    assert written == []
+    gate.set()
+    pipeline.submit("a", "A", job(3))  # same lane: waits for job 0 first
+    pipeline.wait_all()
+    assert written == [("A", [0]), ("B", [1]), ("C", [2]), ("A", [3])]
+
+    def boom() -> list[MutateResult]:
+        raise RuntimeError("unexpected")
+
+    pipeline.submit("a", "A", boom)
+    with pytest.raises(RuntimeError, match="unexpected"):
+        pipeline.wait_all()
+    pipeline.close()  # nothing left: no second raise
