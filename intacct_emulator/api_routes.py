@@ -26,6 +26,7 @@ from intacct_emulator.config import API_PREFIX
 from intacct_emulator.envelopes import EmulatorError
 from intacct_emulator.gateway import PRINCIPAL_SCOPE_KEY
 from intacct_emulator.http_errors import (
+    JSON,
     error_response,
     invalid_request,
     json_response,
@@ -90,6 +91,8 @@ def _run(call: Callable[[], Any]) -> Response:
     except Exception:
         _log.exception("unexpected error in the emulator's data layer")
         return error_response(500, "internalServerError", "An internal error occurred", "REST-1000")
+    if isinstance(result, Response):
+        return result
     if isinstance(result, tuple):
         status, body = result
         if body is None:
@@ -130,7 +133,9 @@ class ApiRoutes:
             return bad.response
         entity = entity_of(request)
         with paused_gc():
-            return _run(lambda: self.company.query(body, entity=entity))
+            return _run(
+                lambda: Response(self.company.query_json(body, entity=entity), media_type=JSON)
+            )
 
     async def model(self, request: Request) -> Response:
         params = dict(request.query_params)

@@ -25,7 +25,9 @@ from intacct_emulator.query_engine import (
     DEFAULT_REFUSED_QUERY_FIELDS,
     MAX_PAGE_SIZE,
     QueryEngine,
+    flat_form,
     query_error,
+    schema_leaves,
 )
 from intacct_emulator.store import Store, StoredRow, decode, encode
 
@@ -130,7 +132,9 @@ class Company:
 
     def __init__(self, registry: SpecRegistry, db: str = ":memory:") -> None:
         self.registry = registry
-        self.store = Store(db)
+        self._leaves: dict[str, frozenset[str]] = {}
+        self._schemas: dict[str, dict[str, Any]] = {}
+        self.store = Store(db, self.flat)
         self.clock = AuditClock()
         self.clock.advance_past(self.store.max_modified())
         self.refused_query_fields: dict[str, set[str]] = {
@@ -141,7 +145,6 @@ class Company:
         self.models = ModelBuilder(registry)
         self._lock = threading.RLock()
         self._skeletons: dict[str, dict[str, Any]] = {}
-        self._schemas: dict[str, dict[str, Any]] = {}
         self._owner_props: dict[str, str | None] = {}
 
     # -- lookups ----------------------------------------------------------------------------
@@ -158,6 +161,15 @@ class Company:
             found = info.record_schema()
             self._schemas[info.name] = found
         return found
+
+    def flat(self, object_name: str, record: dict[str, Any]) -> bytes:
+        """The ``flat`` column of a record body (its leaves by dotted path, for queries)."""
+        leaves = self._leaves.get(object_name)
+        if leaves is None:
+            info = self.registry.objects.get(object_name)
+            found = schema_leaves(self.schema(info)) if info is not None else set()
+            leaves = self._leaves[object_name] = frozenset(found)
+        return encode(flat_form(record, leaves))
 
     def info(self, object_name: str) -> ObjectInfo:
         """Registry entry of an object, or the emulator's 404 for unknown names."""
@@ -222,6 +234,17 @@ class Company:
         """``POST /services/core/query`` response body."""
         with self._lock:
             return self.queries.run(
+                body,
+                store=self.store,
+                entity=entity,
+                refused_fields=self.refused_query_fields,
+                fetch=self.fetch,
+            )
+
+    def query_json(self, body: dict[str, Any], *, entity: str | None) -> bytes:
+        """:meth:`query`, encoded: the response body as bytes (the HTTP route's form)."""
+        with self._lock:
+            return self.queries.run_json(
                 body,
                 store=self.store,
                 entity=entity,
@@ -613,6 +636,7 @@ class Company:
             now if info.has_modified_timestamp else None,
             owner[1].key if owner is not None else None,
             encode(record),
+            self.flat(info.name, record),
         )
         self.store.insert(row)
         for prop, items in lines.items():
@@ -684,6 +708,7 @@ class Company:
             now if info.has_modified_timestamp else None,
             row.parent,
             encode(record),
+            self.flat(info.name, record),
         )
         self.store.replace(updated)
         return self.reference(info.name, updated)
@@ -755,6 +780,7 @@ class Company:
                 canonical(modified) if info.has_modified_timestamp else None,
                 None,
                 encode(data),
+                self.flat(info.name, data),
             )
             self.store.insert(row)
             return self.reference(info.name, row)
@@ -784,6 +810,7 @@ class Company:
                     modified if info.has_modified_timestamp else None,
                     row.parent,
                     encode(record),
+                    self.flat(info.name, record),
                 )
             )
 

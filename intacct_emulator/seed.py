@@ -168,6 +168,7 @@ class Seeder:
                     modified if info.has_modified_timestamp else None,
                     None,
                     encode(record),
+                    self.company.flat(object_name, record),
                 )
             )
             if len(batch) >= 20000:
@@ -322,6 +323,7 @@ class Seeder:
                     modified if line_info.has_modified_timestamp else None,
                     owner_key,
                     encode(line),
+                    self.company.flat(line_info.name, line),
                 )
             )
         self.company.store.insert_many(rows)
