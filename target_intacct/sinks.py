@@ -265,7 +265,9 @@ class IntacctSink(BatchSink):
                 results.sort(key=lambda r: r.index)
             return results
 
-        self._target.submit_batch(self, send)
+        # Only creates and deletes: no batch of this stream depends on another one.
+        independent = all(i.operation in {"create", "delete"} for i in to_write)
+        self._target.submit_batch(self, send, ordered=not independent)
 
 
 class UnknownStreamSink(IntacctSink):

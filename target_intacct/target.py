@@ -20,7 +20,7 @@ import re
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -206,6 +206,7 @@ class TargetIntacct(Target):
         self._writer: ResultsWriter | None = None
         self._writer_lock = threading.Lock()
         self._unknown: dict[str, str] = {}
+        self._batches_submitted = 0
 
     # -- shared services -------------------------------------------------------------------
 
@@ -311,9 +312,19 @@ class TargetIntacct(Target):
         in_flight = self.engine.max_workers if not self.engine.dry_run else 1
         return ResultPipeline(self.results.write, max_in_flight=in_flight)
 
-    def submit_batch(self, sink: Sink, send: Callable[[], list[MutateResult]]) -> None:
-        """Send a sink's planned batch in the background (one in flight per sink)."""
-        self.pipeline.submit(id(sink), sink.stream_name, send)
+    def submit_batch(
+        self, sink: Sink, send: Callable[[], list[MutateResult]], *, ordered: bool = True
+    ) -> None:
+        """Send a sink's planned batch in the background.
+
+        ``ordered`` batches (upsert, update: a later batch may depend on an earlier one) go one
+        at a time per sink. Batches that only create or delete do not depend on each other, so
+        each gets its own lane and up to ``max_concurrency`` of them overlap; their results are
+        still written in input order.
+        """
+        self._batches_submitted += 1
+        lane: Hashable = id(sink) if ordered else (id(sink), self._batches_submitted)
+        self.pipeline.submit(lane, sink.stream_name, send)
 
     def record_results(self, stream: str, results: list[MutateResult]) -> None:
         """Record results known without a request; written after the batches before them."""

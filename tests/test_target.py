@@ -338,6 +338,40 @@ def test_batches_pipelined_keep_results_in_order_and_state_last(
     assert len(stored_vendors(config)) == 23
 
 
+def test_create_only_batches_overlap_and_results_stay_in_order(
+    emulator: EmulatorServer, config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Batches that only create do not depend on each other, so several are on the wire at
+    once; the emulator, limited to one request at a time, answers the overlap with 429s (which
+    the client waits out), and the results file still follows the input order."""
+    schema = {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "name": {"type": "string"}},
+    }
+    lines: list[dict[str, Any]] = [
+        {"type": "SCHEMA", "stream": STREAM, "schema": schema, "key_properties": ["id"]}
+    ]
+    lines += [
+        {"type": "RECORD", "stream": STREAM, "record": {"id": f"O{i:04d}", "name": "a"}}
+        for i in range(20)
+    ]
+    path = tmp_path / "overlap.singer"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    emulator.set_faults(latency_ms=150, max_concurrent=1, retry_after_seconds=0.05)
+    try:
+        overlap_config = config | {"batch_size": 5, "operation": "create", "max_retries": 50}
+        done = run_target(overlap_config, path, tmp_path)
+        throttled = emulator.stats()["responses"].get("429", 0)
+    finally:
+        emulator.set_faults(latency_ms=0, max_concurrent=None, retry_after_seconds=1.0)
+    assert done.returncode == 0, done.stderr
+    results = results_of(config)
+    assert [r["line"] for r in results] == list(range(2, 22))
+    assert [r["status"] for r in results] == ["ok"] * 20
+    assert throttled >= 1  # two batches of the stream were in flight together
+    assert len(stored_vendors(config)) == 20
+
+
 def writes_of(emulator: EmulatorServer) -> dict[str, int]:
     return {k: v for k, v in emulator.requests().items() if "oauth2" not in k}
 
