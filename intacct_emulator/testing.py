@@ -50,6 +50,25 @@ class _Controls:
     root_url: str
     _http: httpx.Client | None = None
 
+    def start(self) -> Self:
+        """Start the emulator (each variant implements it)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the emulator (each variant implements it)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
     @property
     def base_url(self) -> str:
         """What a client's `base_url` setting should be."""
@@ -175,17 +194,6 @@ class EmulatorServer(_Controls):
             self._sock.close()
             self._sock = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def _console_command() -> list[str]:
     """The installed `intacct-emulator` script next to this interpreter, else `-m`."""
@@ -292,14 +300,3 @@ class EmulatorProcess(_Controls):
     def returncode(self) -> int | None:
         """The exit status once stopped (uvicorn exits 0 after a graceful SIGTERM shutdown)."""
         return self._proc.poll() if self._proc is not None else self._returncode
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

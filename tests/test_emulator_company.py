@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from intacct_api.spec import default_registry
 from intacct_emulator.company import Company, EmulatorError
 
 CUSTOMER = "accounts-receivable/customer"
@@ -21,16 +20,6 @@ BILL_LINE = "accounts-payable/bill-line"
 JOURNAL_ENTRY = "general-ledger/journal-entry"
 JE_LINE = "general-ledger/journal-entry-line"
 INVOICE = "accounts-receivable/invoice"
-
-
-@pytest.fixture(scope="module")
-def registry() -> Any:
-    return default_registry()
-
-
-@pytest.fixture
-def company(registry: Any) -> Company:
-    return Company(registry)
 
 
 @pytest.fixture(scope="module")

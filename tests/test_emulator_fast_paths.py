@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from intacct_api.spec import default_registry
 from intacct_emulator import filters
 from intacct_emulator.company import Company
 from intacct_emulator.query_engine import QueryEngine, paused_gc
@@ -22,16 +21,6 @@ CUSTOMER = "accounts-receivable/customer"
 BILL = "accounts-payable/bill"
 BILL_LINE = "accounts-payable/bill-line"
 TS = "audit.modifiedDateTime"
-
-
-@pytest.fixture(scope="module")
-def registry() -> Any:
-    return default_registry()
-
-
-@pytest.fixture
-def company(registry: Any) -> Company:
-    return Company(registry)
 
 
 def _rows(company: Company, **body: Any) -> list[dict[str, Any]]:

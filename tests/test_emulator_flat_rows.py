@@ -13,19 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 
-from intacct_api.spec import default_registry
 from intacct_emulator.company import Company
 from intacct_emulator.store import decode
 
 CUSTOMER = "accounts-receivable/customer"
 TS = "audit.modifiedDateTime"
-
-
-@pytest.fixture(scope="module")
-def registry() -> Any:
-    return default_registry()
 
 
 def _names(company: Company) -> dict[str, Any]:

@@ -3,29 +3,14 @@ batch limits and Idempotency-Key replay."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from intacct_emulator.testing import EmulatorProcess, EmulatorServer
 
 VENDOR = "/objects/accounts-payable/vendor"
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:
-        yield server
-
-
-@pytest.fixture
-def api(emu: EmulatorServer) -> Iterator[httpx.Client]:
-    emu.reset()
-    with httpx.Client(base_url=emu.base_url, headers=emu.auth_headers(), timeout=10) as client:
-        yield client
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:

@@ -316,7 +316,6 @@ def test_plain_http_to_a_remote_host_is_refused_before_connecting(
         assert "example.invalid" in text
         for dns_error in ("Name or service not known", "NameResolutionError", "ConnectError"):
             assert dns_error not in text, "it tried to connect before refusing"
-        assert result.seconds < 20
         assert not leaks(text, [PLANTED_SECRET])
     collector.runs_stopped_cleanly += len(results)
 

@@ -1,0 +1,40 @@
+"""Fixtures shared by the emulator test modules (a module may still define its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from intacct_api.spec import default_registry
+from intacct_emulator.company import Company
+from intacct_emulator.testing import EmulatorServer
+
+
+@pytest.fixture(scope="session")
+def registry() -> Any:
+    """The embedded spec registry (loaded once; read-only for every test)."""
+    return default_registry()
+
+
+@pytest.fixture
+def company(registry: Any) -> Company:
+    """A fresh in-memory company, driven directly (data-layer unit tests)."""
+    return Company(registry)
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[EmulatorServer]:
+    """A real emulator on a free loopback port, one per test module."""
+    with EmulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def api(emu: EmulatorServer) -> Iterator[httpx.Client]:
+    """An authenticated HTTP client against a freshly reset emulator."""
+    emu.reset()
+    with httpx.Client(base_url=emu.base_url, headers=emu.auth_headers(), timeout=10) as client:
+        yield client
