@@ -49,14 +49,17 @@ class ResultPipeline:
 
     # -- submitting ----------------------------------------------------------------------
 
-    def submit(self, lane: Hashable, stream: str, job: Callable[[], list[MutateResult]]) -> None:
+    def submit(
+        self, lane: Hashable | None, stream: str, job: Callable[[], list[MutateResult]]
+    ) -> None:
         """Run ``job`` (which sends a batch and returns its results) in the background.
 
         Blocks while the lane's previous batch is still running, and while the pipeline is
-        full (collecting the oldest batch's results meanwhile).
+        full (collecting the oldest batch's results meanwhile). ``lane=None``: the batch
+        depends on no other one and may overlap with any (it is not remembered).
         """
         with self._lock:
-            previous = self._lanes.get(lane)
+            previous = self._lanes.get(lane) if lane is not None else None
         if previous is not None:
             previous.exception()  # wait; its results (or error) are collected in order below
         while True:
@@ -72,7 +75,8 @@ class ResultPipeline:
                 )
             future = self._executor.submit(job)
             self._pending.append((stream, future))
-            self._lanes[lane] = future
+            if lane is not None:
+                self._lanes[lane] = future
         self._collect(block=False)
 
     def add(self, stream: str, results: list[MutateResult]) -> None:

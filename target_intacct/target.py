@@ -20,7 +20,7 @@ import re
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -206,7 +206,6 @@ class TargetIntacct(Target):
         self._writer: ResultsWriter | None = None
         self._writer_lock = threading.Lock()
         self._unknown: dict[str, str] = {}
-        self._batches_submitted = 0
 
     # -- shared services -------------------------------------------------------------------
 
@@ -322,9 +321,7 @@ class TargetIntacct(Target):
         each gets its own lane and up to ``max_concurrency`` of them overlap; their results are
         still written in input order.
         """
-        self._batches_submitted += 1
-        lane: Hashable = id(sink) if ordered else (id(sink), self._batches_submitted)
-        self.pipeline.submit(lane, sink.stream_name, send)
+        self.pipeline.submit(id(sink) if ordered else None, sink.stream_name, send)
 
     def record_results(self, stream: str, results: list[MutateResult]) -> None:
         """Record results known without a request; written after the batches before them."""

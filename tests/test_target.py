@@ -372,6 +372,21 @@ def test_create_only_batches_overlap_and_results_stay_in_order(
     assert len(stored_vendors(config)) == 20
 
 
+def test_unordered_batches_leave_nothing_behind() -> None:
+    """Lane-less batches overlap freely and are forgotten once collected (memory stays flat)."""
+    from intacct_api.mutate_results import MutateResult
+    from target_intacct.pipeline import ResultPipeline
+
+    written: list[int] = []
+    pipeline = ResultPipeline(lambda _s, rs: written.extend(r.index for r in rs), 2)
+    for i in range(50):
+        result = MutateResult(index=i, operation="create", object="", status="ok")
+        pipeline.submit(None, "S", lambda result=result: [result])
+    pipeline.close()
+    assert written == list(range(50))
+    assert pipeline._lanes == {}
+
+
 def writes_of(emulator: EmulatorServer) -> dict[str, int]:
     return {k: v for k, v in emulator.requests().items() if "oauth2" not in k}
 
