@@ -380,10 +380,14 @@ class QueryEngine:
             python_expression = expression
 
         sql_order = all(ref.column for ref, _ in order)
-        order_sql = ", ".join(f"{ref.column} {direction}" for ref, direction in order)
         # "+key": an equality or IN on ``id`` (the target's upsert look-up) must be served by
-        # the id index, not by walking the key index to avoid a sort of a handful of rows.
-        tail = "+key" if and_only and _selects_by_id(conditions, sql_forms) else "key"
+        # the id index, not by walking the key index to avoid a sort of a handful of rows; the
+        # unary plus applies to an explicit ``orderBy`` on key as well as to the tiebreak.
+        by_id = and_only and _selects_by_id(conditions, sql_forms)
+        tail = "+key" if by_id else "key"
+        order_sql = ", ".join(
+            f"{tail if ref.column == 'key' else ref.column} {direction}" for ref, direction in order
+        )
         order_sql = f"{order_sql}, {tail}" if order_sql else tail
 
         if not python_conditions and sql_order and all(ref.join is None for ref in selected):

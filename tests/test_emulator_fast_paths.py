@@ -117,6 +117,50 @@ def test_id_lookup_keeps_key_order(company: Company) -> None:
     assert [int(r["key"]) for r in rows] == sorted(int(r["key"]) for r in rows)
     one = _rows(company, fields=["id"], filters=[{"$eq": {"id": ids[5]}}])
     assert one == [{"id": ids[5]}]
+    for direction in ("asc", "desc"):  # an explicit orderBy on key (the upsert look-up's)
+        ordered = _rows(
+            company,
+            fields=["key", "id"],
+            filters=[{"$in": {"id": wanted}}],
+            orderBy=[{"key": direction}],
+        )
+        keys = [int(r["key"]) for r in ordered]
+        assert keys == sorted(keys, reverse=direction == "desc")
+        assert sorted(r["id"] for r in ordered) == sorted(wanted)
+
+
+def test_id_lookup_is_served_by_the_id_index(company: Company) -> None:
+    """The upsert look-up (`$in` on id, ordered by key) must not walk the key index."""
+    company.insert(CUSTOMER, {"id": "ONE", "name": "one"})
+    plans: list[str] = []
+    conn = company.store._conn
+    company.store._conn = _PlanSpy(conn, plans)
+    try:
+        _rows(
+            company,
+            fields=["key", "id"],
+            filters=[{"$in": {"id": ["ONE"]}}],
+            orderBy=[{"key": "asc"}],
+        )
+    finally:
+        company.store._conn = conn
+    assert any("records_id" in plan for plan in plans), plans
+
+
+class _PlanSpy:
+    """Wraps the SQLite connection and records the plan of each SELECT on records."""
+
+    def __init__(self, conn: Any, plans: list[str]) -> None:
+        self._conn, self._plans = conn, plans
+
+    def execute(self, sql: str, args: Any = ()) -> Any:
+        if sql.startswith("SELECT") and "FROM records" in sql and "count(" not in sql.lower():
+            detail = self._conn.execute("EXPLAIN QUERY PLAN " + sql, args).fetchall()
+            self._plans.append(" ".join(str(row[-1]) for row in detail))
+        return self._conn.execute(sql, args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
 
 
 def test_projection_keeps_order_nulls_and_odd_stored_shapes(company: Company) -> None:
