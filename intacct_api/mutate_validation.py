@@ -39,6 +39,8 @@ from typing import Any
 import fastjsonschema
 import jsonschema
 
+from intacct_api.schema import admitted_types
+
 __all__ = [
     "DEFAULT_MAX_STRING_LENGTH",
     "FieldPlan",
@@ -122,25 +124,6 @@ def format_decimal(value: decimal.Decimal, places: int | None) -> str:
     return format(value.quantize(decimal.Decimal(1).scaleb(-places)), "f")
 
 
-def _types_of(schema: Mapping[str, Any]) -> frozenset[str]:
-    """The JSON types a (resolved) property schema allows, looking through anyOf/oneOf."""
-    found: set[str] = set()
-    raw = schema.get("type")
-    if isinstance(raw, str):
-        found.add(raw)
-    elif isinstance(raw, list):
-        found.update(str(t) for t in raw)
-    for key in ("anyOf", "oneOf", "allOf"):
-        for sub in schema.get(key, ()) or ():
-            if isinstance(sub, Mapping):
-                found |= _types_of(sub)
-    if schema.get("nullable") is True:
-        found.add("null")
-    if not found and "properties" in schema:
-        found.add("object")
-    return frozenset(found)
-
-
 def _merged(schema: Mapping[str, Any]) -> dict[str, Any]:
     """Shallow-merge ``allOf`` members so a not-yet-flattened schema still yields properties."""
     out: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
@@ -170,7 +153,7 @@ def build_plan(schema: Mapping[str, Any]) -> FieldPlan:
                 if isinstance(sub, Mapping) and sub.get("format"):
                     fmt = sub["format"]
     precision_match = _PRECISION_FORMAT.match(fmt) if isinstance(fmt, str) else None
-    types = _types_of(schema)
+    types = admitted_types(schema)
     plan = FieldPlan(
         read_only=bool(schema.get("readOnly")),
         types=types,

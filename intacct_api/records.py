@@ -25,6 +25,8 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
+from intacct_api.schema import admitted_types
+
 __all__ = [
     "Breadcrumb",
     "RowPlan",
@@ -44,22 +46,8 @@ Selector = Callable[[Breadcrumb], bool]
 _Converter = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
-def _types(schema: Mapping[str, Any]) -> set[str]:
-    """The JSON types a (sub)schema admits, looking through ``anyOf``."""
-    found: set[str] = set()
-    raw = schema.get("type")
-    if isinstance(raw, str):
-        found.add(raw)
-    elif isinstance(raw, list):
-        found.update(t for t in raw if isinstance(t, str))
-    for option in schema.get("anyOf", ()) or ():
-        if isinstance(option, Mapping):
-            found |= _types(option)
-    return found
-
-
 def _is_array(schema: Mapping[str, Any]) -> bool:
-    return "array" in _types(schema) or "items" in schema
+    return "array" in admitted_types(schema) or "items" in schema
 
 
 def field_paths(
@@ -96,7 +84,7 @@ def field_paths(
             paths.extend(
                 field_paths(sub, selected=selected, _prefix=f"{path}.", _breadcrumb=breadcrumb)
             )
-        elif "object" in _types(sub) or ("$comment" in sub and not _types(sub)):
+        elif "object" in admitted_types(sub) or ("$comment" in sub and not admitted_types(sub)):
             # free-form object or a cut recursive reference: nothing addressable inside
             continue
         else:

@@ -316,7 +316,26 @@ def _is_cut(schema: Mapping[str, Any]) -> bool:
     return isinstance(comment, str) and comment.startswith(_RECURSIVE_COMMENT) and len(schema) == 1
 
 
-def _types(schema: Mapping[str, Any]) -> list[str]:
+def admitted_types(schema: Mapping[str, Any]) -> frozenset[str]:
+    """Every JSON type a (resolved) schema admits, looking through anyOf/oneOf/allOf members.
+
+    Also counts OpenAPI ``nullable`` as "null" and a typeless schema with ``properties`` as
+    "object", which is how the spec writes some nested objects.
+    """
+    found: set[str] = set(schema_types(schema))
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key, ()) or ():
+            if isinstance(sub, Mapping):
+                found |= admitted_types(sub)
+    if schema.get("nullable") is True:
+        found.add("null")
+    if not found and "properties" in schema:
+        found.add("object")
+    return frozenset(found)
+
+
+def schema_types(schema: Mapping[str, Any]) -> list[str]:
+    """The JSON types a schema names (`type` as a string or a list); [] when it names none."""
     typ = schema.get("type")
     if isinstance(typ, str):
         return [typ]
@@ -329,7 +348,7 @@ def is_numeric_property(schema: Mapping[str, Any]) -> bool:
     """True for properties whose values are numbers in substance (see module docstring)."""
     if "x-intacct-type" in schema:
         return schema["x-intacct-type"] in ("number", "decimal")
-    types = _types(schema)
+    types = schema_types(schema)
     if "number" in types:
         return True
     fmt = schema.get("format")
@@ -337,7 +356,7 @@ def is_numeric_property(schema: Mapping[str, Any]) -> bool:
 
 
 def _widen_numeric(schema: JsonSchema) -> JsonSchema:
-    types = _types(schema)
+    types = schema_types(schema)
     fmt = schema.get("format")
     if "number" in types:
         marker = "number"

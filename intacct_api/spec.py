@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import difflib
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,32 +177,14 @@ class Operation:
 
     def response_schema(self) -> dict[str, Any] | None:
         """JSON Schema of the first 2xx JSON response (None for 204-only operations)."""
-        if self._resolver is None:
+        first = next(self._success_schemas(), None)
+        if first is None or self._resolver is None:
             return None
-        responses = self._node.get("responses")
-        if not isinstance(responses, Mapping):
-            return None
-        for status in sorted(str(s) for s in responses):
-            if not status.startswith("2"):
-                continue
-            schema = _json_media_schema(self._resolver.deref(responses[status]))
-            if schema is not None:
-                return self._resolver.resolve(schema)
-        return None
+        return self._resolver.resolve(first)
 
     def result_schema_name(self) -> str | None:
         """Component name that ``ia::result`` (or its items) of the 2xx response refers to."""
-        if self._resolver is None:
-            return None
-        responses = self._node.get("responses")
-        if not isinstance(responses, Mapping):
-            return None
-        for status in sorted(str(s) for s in responses):
-            if not status.startswith("2"):
-                continue
-            schema = _json_media_schema(self._resolver.deref(responses[status]))
-            if not isinstance(schema, Mapping):
-                continue
+        for schema in self._success_schemas():
             result = (schema.get("properties") or {}).get("ia::result")
             if isinstance(result, Mapping) and isinstance(result.get("items"), Mapping):
                 result = result["items"]
@@ -210,6 +192,19 @@ class Operation:
             if name:
                 return name
         return None
+
+    def _success_schemas(self) -> Iterator[Mapping[str, Any]]:
+        """Unresolved JSON schemas of the 2xx responses, in status order."""
+        if self._resolver is None:
+            return
+        responses = self._node.get("responses")
+        if not isinstance(responses, Mapping):
+            return
+        for status in sorted(str(s) for s in responses):
+            if status.startswith("2"):
+                schema = _json_media_schema(self._resolver.deref(responses[status]))
+                if schema is not None:
+                    yield schema
 
 
 def _json_media_schema(container: Any) -> Mapping[str, Any] | None:

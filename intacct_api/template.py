@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from intacct_api.schema import schema_types
 from intacct_api.spec import Operation
 
 __all__ = ["example_for", "operation_template", "render_template"]
@@ -32,17 +33,8 @@ JsonSchema = Mapping[str, Any]
 _MAX_DEPTH = 8
 
 
-def _types(schema: JsonSchema) -> list[str]:
-    typ = schema.get("type")
-    if isinstance(typ, str):
-        return [typ]
-    if isinstance(typ, list):
-        return [str(t) for t in typ]
-    return []
-
-
 def _main_type(schema: JsonSchema) -> str:
-    non_null = [t for t in _types(schema) if t != "null"]
+    non_null = [t for t in schema_types(schema) if t != "null"]
     if non_null:
         return non_null[0]
     if "properties" in schema:
@@ -58,7 +50,7 @@ def _pick_member(schema: JsonSchema) -> JsonSchema:
     if not isinstance(members, list):
         return schema
     for member in members:
-        if isinstance(member, Mapping) and _types(member) != ["null"]:
+        if isinstance(member, Mapping) and schema_types(member) != ["null"]:
             merged = {k: v for k, v in schema.items() if k != "anyOf"}
             merged.update(member)
             return merged

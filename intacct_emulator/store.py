@@ -296,43 +296,9 @@ class Store:
         limit: int,
         offset: int,
     ) -> list[bytes]:
-        """Bodies of one page, in order, for conditions/order on index columns only.
-
-        Two steps so a deep ``OFFSET`` walks a covering index instead of reading (and
-        skipping) tens of thousands of record bodies: page keys first, then their bodies.
-        """
-        if offset < limit:
-            # near the start (every keyset page): one statement, the index serves the order
-            return [
-                row[0]
-                for row in self.select(
-                    object_name,
-                    where,
-                    params,
-                    order=order,
-                    limit=limit,
-                    offset=offset,
-                    columns="data",
-                )
-            ]
-        keys = [
-            row[0]
-            for row in self.select(
-                object_name, where, params, order=order, limit=limit, offset=offset, columns="key"
-            )
-        ]
-        if not keys:
-            return []
-        bodies: dict[int, bytes] = {}
-        for chunk_start in range(0, len(keys), 900):
-            chunk = keys[chunk_start : chunk_start + 900]
-            marks = ", ".join("?" for _ in chunk)
-            cur = self._conn.execute(
-                f"SELECT key, data FROM records WHERE object = ? AND key IN ({marks})",  # noqa: S608
-                [object_name, *chunk],
-            )
-            bodies.update(cur.fetchall())
-        return [bodies[key] for key in keys]
+        """Bodies of one page, in order, for conditions/order on index columns only."""
+        rows = self._page_column(object_name, where, params, "data", order, limit, offset)
+        return [value for value, _ in rows]
 
     def flat_page(
         self,
@@ -349,44 +315,55 @@ class Store:
         Rows whose ``flat`` is still NULL (a database from an older version) get it computed
         from their body here and written back, so each row pays that once.
         """
+        rows = self._page_column(object_name, where, params, "flat", order, limit, offset)
+        missing = [key for flat, key in rows if flat is None]
+        if not missing:
+            return [flat for flat, _ in rows]
+        filled = self._backfill(object_name, missing)
+        return [flat if flat is not None else filled[key] for flat, key in rows]
+
+    def _page_column(
+        self,
+        object_name: str,
+        where: Sequence[str],
+        params: Sequence[Any],
+        column: str,
+        order: str,
+        limit: int,
+        offset: int,
+    ) -> list[tuple[Any, int]]:
+        """``(column value, key)`` of one page's rows, in order.
+
+        Near the start (every keyset page) one statement, the index serving the order. Deep in
+        the table, two steps so the ``OFFSET`` walks a covering index instead of reading (and
+        skipping) tens of thousands of rows: page keys first, then their values.
+        """
         if offset < limit:
-            rows = self.select(
+            found = self.select(
                 object_name,
                 where,
                 params,
                 order=order,
                 limit=limit,
                 offset=offset,
-                columns="flat, key",
+                columns=f"{column}, key",
             )
-        else:
-            keys = [
-                row[0]
-                for row in self.select(
-                    object_name,
-                    where,
-                    params,
-                    order=order,
-                    limit=limit,
-                    offset=offset,
-                    columns="key",
-                )
-            ]
-            found: dict[int, bytes | None] = {}
-            for chunk in _chunks(keys):
-                marks = ", ".join("?" for _ in chunk)
-                cur = self._conn.execute(
-                    f"SELECT key, flat FROM records WHERE object = ? AND key IN ({marks})",  # noqa: S608
-                    [object_name, *chunk],
-                )
-                found.update(cur.fetchall())
-            rows = [(found[key], key) for key in keys]
-        flats = [row[0] for row in rows]
-        missing = [row[1] for row in rows if row[0] is None]
-        if missing:
-            filled = self._backfill(object_name, missing)
-            flats = [flat if flat is not None else filled[key] for flat, key in rows]
-        return flats
+            return [(value, key) for value, key in found]
+        keys = [
+            row[0]
+            for row in self.select(
+                object_name, where, params, order=order, limit=limit, offset=offset, columns="key"
+            )
+        ]
+        values: dict[int, Any] = {}
+        for chunk in _chunks(keys):
+            marks = ", ".join("?" for _ in chunk)
+            cur = self._conn.execute(
+                f"SELECT key, {column} FROM records WHERE object = ? AND key IN ({marks})",  # noqa: S608
+                [object_name, *chunk],
+            )
+            values.update(cur.fetchall())
+        return [(values[key], key) for key in keys]
 
     def _backfill(self, object_name: str, keys: list[int]) -> dict[int, bytes]:
         """Compute (and store, best effort) the ``flat`` form of rows that lack it."""

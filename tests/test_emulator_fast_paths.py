@@ -9,6 +9,7 @@ a batch undoes only the record that failed after writing; ``paused_gc`` restores
 from __future__ import annotations
 
 import gc
+import json
 from typing import Any
 
 import pytest
@@ -260,3 +261,14 @@ def test_paused_gc_restores_the_collector() -> None:
     with pytest.raises(RuntimeError), paused_gc():
         raise RuntimeError("boom")
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("reader", ["page", "flat_page"])
+def test_deep_offset_pages_read_keys_first_and_keep_order(company: Company, reader: str) -> None:
+    """Past the first page the store reads page keys, then their rows, in order."""
+    company.seed_object(CUSTOMER, 250, 3)
+    keys = [int(r["key"]) for r in _rows(company, fields=["key"], orderBy=[{"key": "asc"}])]
+    read = getattr(company.store, reader)
+    for offset in (0, 120):  # one statement near the start, keys-then-rows deeper
+        rows = read(CUSTOMER, [], [], order="key", limit=40, offset=offset)
+        assert [int(json.loads(row)["key"]) for row in rows] == keys[offset : offset + 40]
