@@ -49,6 +49,13 @@ def default_results_path(now: dt.datetime | None = None) -> str:
     return f"intacct-results-{now.strftime('%Y%m%dT%H%M%S%fZ')}.jsonl"
 
 
+CONNECTION_ERRORS = frozenset(
+    {"LoginRequiredError", "InsecureTokenStoreError", "ConfigError", "TransportError"}
+)
+"""Error codes of whole-request failures caused by the connection (login, token store,
+settings, network), as opposed to problems of the records themselves."""
+
+
 class ResultsWriter:
     """Thread-safe JSON-lines writer plus counters per (stream, operation)."""
 
@@ -60,6 +67,8 @@ class ResultsWriter:
         self._lock = threading.Lock()
         self.counts: Counter[tuple[str, str]] = Counter()
         self.failed_by_operation: Counter[tuple[str, str]] = Counter()
+        self.connection_failures: Counter[str] = Counter()
+        """Failures that say the connection is broken, not the record (see CONNECTION_ERRORS)."""
 
     def write(self, stream: str, results: Iterable[MutateResult]) -> int:
         """Append one line per result (in the given order), flush; return the failure count."""
@@ -67,6 +76,7 @@ class ResultsWriter:
         failed = 0
         counts: Counter[tuple[str, str]] = Counter()
         failed_ops: Counter[tuple[str, str]] = Counter()
+        connection: Counter[str] = Counter()
         encode_into = _ENCODER.encode_into
         for result in results:
             line = {"stream": stream, **result.to_dict()}
@@ -81,6 +91,8 @@ class ResultsWriter:
                 failed += 1
                 counts[(stream, "failed")] += 1
                 failed_ops[(stream, result.operation)] += 1
+                if result.error_code in CONNECTION_ERRORS:
+                    connection[result.error_code] += 1
         with self._lock:
             if self._file is None:
                 raise RuntimeError("results file already closed")
@@ -88,6 +100,7 @@ class ResultsWriter:
             self._file.flush()
             self.counts.update(counts)
             self.failed_by_operation.update(failed_ops)
+            self.connection_failures.update(connection)
         return failed
 
     @property

@@ -165,7 +165,9 @@ class TargetIntacct(Target):
             allowed_values=["fail", "continue"],
             description=(
                 "`fail`: exit non-zero at the end if any record failed (after every batch was "
-                "attempted and every result written). `continue`: exit 0 anyway."
+                "attempted and every result written). `continue`: exit 0 despite failed "
+                "records; a failure of the connection itself (login needed, token store, "
+                "settings, network) still exits non-zero."
             ),
         ),
         th.Property(
@@ -388,6 +390,17 @@ class TargetIntacct(Target):
         """Drain everything (STATE follows each drain), summarise, fail if asked to."""
         super().process_endofpipe()
         failed = self._finish()
+        broken = self.results.connection_failures
+        if broken:
+            # on_error=continue tolerates bad records, not a connection that cannot write any.
+            self.logger.error(
+                "%d record(s) failed because of the connection (%s); see %s. Exiting non-zero "
+                "whatever on_error says.",
+                sum(broken.values()),
+                ", ".join(sorted(broken)),
+                self._writer.path if self._writer else "the results file",
+            )
+            sys.exit(1)
         if failed and self.config.get("on_error", "fail") == "fail":
             self.logger.error(
                 "%d record(s) failed; see %s. Exiting non-zero (on_error=fail).",

@@ -387,6 +387,29 @@ def test_unordered_batches_leave_nothing_behind() -> None:
     assert pipeline._lanes == {}
 
 
+def test_a_broken_connection_fails_the_run_even_with_on_error_continue(
+    emulator: EmulatorServer, config: dict[str, Any], tmp_path: Path
+) -> None:
+    """on_error=continue tolerates bad records, not a connection that can write none."""
+    store = Path(config["token_store"])
+    store.write_text("{}")
+    store.chmod(0o644)  # readable by others: refused before any token is sent
+    schema = {"type": "object", "properties": {"id": {"type": "string"}}}
+    lines = [
+        {"type": "SCHEMA", "stream": STREAM, "schema": schema, "key_properties": ["id"]},
+        {"type": "RECORD", "stream": STREAM, "record": {"id": "C1", "name": "x"}},
+    ]
+    path = tmp_path / "broken.singer"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = run_target(config | {"on_error": "continue"}, path, tmp_path)
+    assert done.returncode == 1
+    assert "because of the connection (InsecureTokenStoreError)" in done.stderr
+    [result] = results_of(config)
+    assert result["status"] == "error"
+    assert "chmod 600" in result["error"]
+    assert writes_of(emulator) == {}
+
+
 def writes_of(emulator: EmulatorServer) -> dict[str, int]:
     return {k: v for k, v in emulator.requests().items() if "oauth2" not in k}
 
