@@ -128,11 +128,8 @@ class ExpressionError(ValueError):
     """``filterExpression`` is malformed or refers to a filter that does not exist."""
 
 
-def parse_expression(text: str, count: int) -> Callable[[Sequence[bool]], bool]:
-    """Compile ``"(1 and 2) or 3"`` into a function of the filters' results (1-based).
-
-    ``and`` binds tighter than ``or``, as in SQL; every filter number must exist.
-    """
+def _tokens(text: str) -> list[str]:
+    """``filterExpression`` split into lower-cased tokens: numbers, and/or, parentheses."""
     tokens: list[str] = []
     pos = 0
     stripped = text.rstrip()
@@ -142,6 +139,15 @@ def parse_expression(text: str, count: int) -> Callable[[Sequence[bool]], bool]:
             raise ExpressionError(f"unexpected text at position {pos + 1}: {text!r}")
         tokens.append(match.group(1).lower())
         pos = match.end()
+    return tokens
+
+
+def parse_expression(text: str, count: int) -> Callable[[Sequence[bool]], bool]:
+    """Compile ``"(1 and 2) or 3"`` into a function of the filters' results (1-based).
+
+    ``and`` binds tighter than ``or``, as in SQL; every filter number must exist.
+    """
+    tokens = _tokens(text)
     if not tokens:
         raise ExpressionError("empty filterExpression")
     index = 0
@@ -213,14 +219,7 @@ def expression_sql(
     """
     parts: list[str] = []
     params: list[Any] = []
-    pos = 0
-    stripped = text.rstrip()
-    while pos < len(stripped):
-        match = _TOKEN_RE.match(stripped, pos)
-        if not match:
-            raise ExpressionError(f"unexpected text at position {pos + 1}: {text!r}")
-        token = match.group(1).lower()
-        pos = match.end()
+    for token in _tokens(text):
         if token.isdigit():
             number = int(token)
             if not 1 <= number <= len(conditions):
