@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from intacct_emulator.company import MAX_BATCH, too_many
 from intacct_emulator.config import API_PREFIX
-from intacct_emulator.envelopes import EmulatorError
+from intacct_emulator.envelopes import EmulatorError, payload_errors
 from intacct_emulator.gateway import PRINCIPAL_SCOPE_KEY
 from intacct_emulator.http_errors import (
     JSON,
@@ -230,23 +230,17 @@ class ApiRoutes:
         try:
             return _decoder.decode(raw)
         except msgspec.DecodeError:
-            raise _BadRequestError(
-                error_response(
-                    400,
-                    "invalidRequest",
-                    "Payload contains errors",
-                    "REST-1064",
-                    message_id="IA.PAYLOAD_CONTAINS_ERRORS",
-                    details=[
-                        {
-                            "code": "invalidRequest",
-                            "message": "The request body is not valid JSON",
-                            "errorId": "REST-1064",
-                            "target": "/",
-                        }
-                    ],
-                )
-            ) from None
+            error = payload_errors(
+                [
+                    {
+                        "code": "invalidRequest",
+                        "message": "The request body is not valid JSON",
+                        "errorId": "REST-1064",
+                        "target": "/",
+                    }
+                ]
+            )
+            raise _BadRequestError(json_response(error.body, error.status)) from None
 
     def _idempotent(
         self,

@@ -119,6 +119,18 @@ def fail(
     return EmulatorError(status, error_body(error))
 
 
+def payload_errors(details: Sequence[JSON]) -> EmulatorError:
+    """400 REST-1064 "Payload contains errors", the field-level problems in ``details``."""
+    return fail(
+        400,
+        "invalidRequest",
+        "Payload contains errors",
+        "REST-1064",
+        message_id="IA.PAYLOAD_CONTAINS_ERRORS",
+        details=details,
+    )
+
+
 def single(result: Any) -> JSON:
     """A single-record success (get/create/update): object result + success counters."""
     return {"ia::result": result, "ia::meta": {"totalCount": 1, "totalSuccess": 1, "totalError": 0}}

@@ -169,13 +169,8 @@ def query_error(status: int, message: str, error_id: str, **placeholders: str) -
 
 def invalid_field(target: str, message: str) -> EmulatorError:
     """REST-1064 with a REST-1043 detail naming the offending member (the spec's example)."""
-    return envelopes.fail(
-        400,
-        "invalidRequest",
-        "Payload contains errors",
-        "REST-1064",
-        message_id="IA.PAYLOAD_CONTAINS_ERRORS",
-        details=[
+    return envelopes.payload_errors(
+        [
             envelopes.detail(
                 "invalidRequest",
                 message,
@@ -184,7 +179,7 @@ def invalid_field(target: str, message: str) -> EmulatorError:
                 message_id="IA.NOT_A_VALID_FIELD",
                 placeholders={"FIELD": target.lstrip("/")},
             )
-        ],
+        ]
     )
 
 

@@ -70,14 +70,7 @@ class Problems:
         )
 
     def error(self) -> EmulatorError:
-        return envelopes.fail(
-            400,
-            "invalidRequest",
-            "Payload contains errors",
-            "REST-1064",
-            message_id="IA.PAYLOAD_CONTAINS_ERRORS",
-            details=self.details,
-        )
+        return envelopes.payload_errors(self.details)
 
 
 def payload_required(operation: str) -> EmulatorError:

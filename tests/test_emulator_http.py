@@ -292,3 +292,18 @@ def test_an_encoded_comma_stays_inside_one_key(emu: EmulatorServer) -> None:
         assert deleted.status_code == 404
         both = http.get(f"{VENDOR}/{keys[0]},{keys[1]}")
         assert [r["key"] for r in both.json()["ia::result"]] == keys
+
+
+def test_a_body_that_is_not_json_is_rest_1064_naming_the_root(api: httpx.Client) -> None:
+    response = api.post(VENDOR, content=b"{not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    error = _error(response)
+    assert (error["code"], error["errorId"], error["message"]) == (
+        "invalidRequest",
+        "REST-1064",
+        "Payload contains errors",
+    )
+    assert error["additionalInfo"]["messageId"] == "IA.PAYLOAD_CONTAINS_ERRORS"
+    assert [(d["target"], d["message"]) for d in error["details"]] == [
+        ("/", "The request body is not valid JSON")
+    ]
