@@ -16,8 +16,8 @@ from singer_sdk import typing as th
 
 from intacct_api.client import IntacctClient
 from intacct_api.pager import QueryPager
-from intacct_api.settings import SHARED_SETTINGS, ConnectionSettings
-from intacct_api.spec import SpecRegistry, default_registry
+from intacct_api.plugin import IntacctPluginMixin
+from intacct_api.settings import SHARED_SETTINGS
 from tap_intacct.discovery import (
     StreamDefinition,
     catalog_definitions,
@@ -46,7 +46,7 @@ def _config_schema(*parts: th.PropertiesList) -> dict[str, Any]:
     return schema
 
 
-class TapIntacct(Tap):
+class TapIntacct(IntacctPluginMixin, Tap):
     """Singer tap for the Sage Intacct REST API (v1).
 
     One stream per queryable object of Sage's OpenAPI spec (`accounts_receivable__customer`
@@ -74,16 +74,6 @@ class TapIntacct(Tap):
     def options(self) -> TapOptions:
         """The tap settings, parsed once."""
         return TapOptions.from_config(self.config)
-
-    @cached_property
-    def connection(self) -> ConnectionSettings:
-        """Connection settings (secrets stay out of repr and logs)."""
-        return ConnectionSettings.from_config(self.config)
-
-    @cached_property
-    def registry(self) -> SpecRegistry:
-        """The spec registry, including any `spec_path` additions."""
-        return default_registry(tuple(self.connection.spec_path))
 
     @cached_property
     def client(self) -> IntacctClient:

@@ -37,8 +37,8 @@ from intacct_api.errors import IntacctError
 from intacct_api.mutate import MAX_BATCH_SIZE, OPERATIONS, MutateEngine
 from intacct_api.mutate_results import ERROR, MutateResult
 from intacct_api.mutate_validation import DEFAULT_MAX_STRING_LENGTH
-from intacct_api.settings import SHARED_SETTINGS, ConnectionSettings
-from intacct_api.spec import SpecRegistry, default_registry
+from intacct_api.plugin import IntacctPluginMixin
+from intacct_api.settings import SHARED_SETTINGS
 from target_intacct.pipeline import ResultPipeline
 from target_intacct.results import ResultsWriter, default_results_path
 from target_intacct.sinks import UnknownStreamSink, sink_class_for
@@ -93,7 +93,7 @@ class TolerantMsgSpecReader(MsgSpecReader):
         super()._process_unknown_message(message_dict)
 
 
-class TargetIntacct(Target):
+class TargetIntacct(IntacctPluginMixin, Target):
     """Load records into Sage Intacct (create, update, upsert, delete) via the REST API."""
 
     name = "target-intacct"
@@ -212,22 +212,12 @@ class TargetIntacct(Target):
     # -- shared services -------------------------------------------------------------------
 
     @cached_property
-    def connection_settings(self) -> ConnectionSettings:
-        """Connection settings from the target config (same keys as the tap)."""
-        return ConnectionSettings.from_config(self.config)
-
-    @cached_property
-    def registry(self) -> SpecRegistry:
-        """The spec registry (embedded spec + `spec_path`)."""
-        return default_registry(tuple(self.connection_settings.spec_path))
-
-    @cached_property
     def engine(self) -> MutateEngine:
         """One Mutate engine (and one pooled client) for every sink of the run."""
         dry_run = bool(self.config.get("dry_run", False))
         client = None
         if not dry_run:
-            client = IntacctClient.shared(self.connection_settings)
+            client = IntacctClient.shared(self.connection)
         return MutateEngine(
             self.registry,
             client,
