@@ -31,6 +31,7 @@ import msgspec
 from intacct_api.errors import (
     ConfigError,
     IntacctAPIError,
+    IntacctError,
     LoginRequiredError,
     TransportError,
     parse_error_response,
@@ -56,6 +57,10 @@ ENTITY_HEADER: Final = "X-IA-API-Param-Entity"
 TRANSACTION_HEADER: Final = "X-IA-API-Param-Transaction"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 256
+MAX_REFRESHES_PER_REQUEST: Final = 3
+"""Token refreshes one request may trigger (one per refused token): enough for a token
+invalidated again while a retry was backing off, bounded so a server that refuses every
+token cannot loop."""
 
 # Methods the server treats as idempotent, so a lost response can be re-sent safely.
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -376,9 +381,12 @@ class IntacctClient:
         Retries: 429/503 wait as the server asks; 500/502/504 and lost connections back off.
         A lost response (or 5xx) is re-sent only when that cannot duplicate a write: idempotent
         methods, the read-only query service, or requests carrying an ``Idempotency-Key``.
-        A 401 triggers one token refresh and one re-send. Raises :class:`IntacctAPIError`
-        (status, Intacct code/errorId, ``operation``), :class:`LoginRequiredError` when the
-        grant is gone, :class:`TransportError` when the server cannot be reached.
+        A 401 triggers a token refresh and a re-send; a later 401 (the token invalidated again
+        while backing off) refreshes again, once per new token and at most
+        ``MAX_REFRESHES_PER_REQUEST`` times. Raises :class:`IntacctAPIError` (status, Intacct
+        code/errorId, ``operation``), :class:`LoginRequiredError` when the grant is gone,
+        :class:`TransportError` when the server cannot be reached. The raised error's
+        ``outcome_unknown`` is true when a write may have been executed by an earlier attempt.
         """
         if self._closed:
             raise ConfigError("this IntacctClient has been closed")
@@ -396,8 +404,11 @@ class IntacctClient:
         token = ""
         retries = 0  # bounds the attempts
         backoffs = 0  # our own escalating waits only: a server-directed 429 wait does not count
-        refreshed = False
+        refreshes = 0
+        refused_tokens: set[str] = set()  # each token triggers at most one refresh
         use_refreshed_token = False
+        writes = method not in _IDEMPOTENT_METHODS and log_path not in _READ_ONLY_POST_PATHS
+        maybe_executed = False  # an attempt of this write may have been executed by Intacct
         while True:
             # Ask for the token on every attempt: a retry after a long throttle wait may need
             # a renewed one. Right after a 401 the refreshed token is used as returned.
@@ -423,13 +434,17 @@ class IntacctClient:
                 elapsed = time.monotonic() - started
                 kind = type(exc).__name__
                 logger.debug("%s %s -> %s after %.3f s", method, log_path, kind, elapsed)
-                retryable = resendable or isinstance(exc, _NOT_SENT_ERRORS)
+                not_sent = isinstance(exc, _NOT_SENT_ERRORS)
+                maybe_executed = maybe_executed or (writes and not not_sent)
+                retryable = resendable or not_sent
                 if not retryable or not self.retry_policy.can_retry(retries):
                     attempts = retries + 1
-                    raise TransportError(
+                    failure = TransportError(
                         f"{what}: {method} {log_path} failed after {attempts} attempt"
                         f"{'s' if attempts != 1 else ''}: {kind}: {exc}"
-                    ) from exc
+                    )
+                    failure.outcome_unknown = maybe_executed
+                    raise failure from exc
                 wait = self.retry_policy.wait_for_exception(exc, backoffs)
                 self._wait(wait, kind, method, log_path)
                 backoffs += wait.backoff
@@ -443,14 +458,23 @@ class IntacctClient:
                 return ApiResponse(status=status, headers=response.headers, content=body)
 
             if status == 401:
-                if not refreshed:
-                    refreshed = True
-                    token = provider.handle_unauthorized(token)
-                    use_refreshed_token = True
-                    continue
+                if token not in refused_tokens and refreshes < MAX_REFRESHES_PER_REQUEST:
+                    refused_tokens.add(token)
+                    refreshes += 1
+                    try:
+                        token = provider.handle_unauthorized(token)
+                    except IntacctError as exc:
+                        exc.outcome_unknown = maybe_executed
+                        raise
+                    if token not in refused_tokens:  # a new token: send again with it
+                        use_refreshed_token = True
+                        continue
                 error = self._error(response, body, what)
+                error.outcome_unknown = maybe_executed
                 if error.is_login_required():
-                    raise LoginRequiredError(api_error=error) from error
+                    login = LoginRequiredError(api_error=error)
+                    login.outcome_unknown = maybe_executed
+                    raise login from error
                 raise error
 
             if 300 <= status < 400:
@@ -461,6 +485,10 @@ class IntacctClient:
                     operation=what,
                 )
 
+            if writes and status >= 500:
+                # Intacct may have executed the write before failing (or a 503 may come from
+                # a layer after it): assumed, so only a later answer can settle the outcome.
+                maybe_executed = True
             if self.retry_policy.is_retryable_status(status):
                 throttled = status in THROTTLE_STATUSES
                 if (throttled or resendable) and self.retry_policy.can_retry(retries):
@@ -469,7 +497,9 @@ class IntacctClient:
                     backoffs += wait.backoff
                     retries += 1
                     continue
-            raise self._error(response, body, what)
+            error = self._error(response, body, what)
+            error.outcome_unknown = maybe_executed
+            raise error
 
     def _wait(self, wait: Wait, cause: str, method: str, path: str) -> None:
         """Log the pause once at WARNING (outside the concurrency slot) and sleep."""

@@ -77,7 +77,14 @@ def _status_text(status: int) -> str:
 
 
 class IntacctError(Exception):
-    """Base of every error this project raises on purpose; ``str()`` never contains secrets."""
+    """Base of every error this project raises on purpose; ``str()`` never contains secrets.
+
+    ``outcome_unknown`` is set by the client on the error a *write* request ends with when an
+    earlier attempt of it may have reached Intacct and been executed (a lost response, a 5xx)
+    and no later answer settled it: the caller must not report such a write as failed.
+    """
+
+    outcome_unknown: bool = False
 
 
 class ConfigError(IntacctError):

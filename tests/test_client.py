@@ -394,8 +394,40 @@ def test_401_twice_raises(server: ScriptedServer, sleeps: list[float]) -> None:
         c.request("GET", CUSTOMER + "/1")
     assert not isinstance(info.value, LoginRequiredError)
     assert info.value.status == 401
-    assert tokens.unauthorized_calls == [SECRET]
+    # the fresh token was refused too: one more refresh, which brought no new token, so stop
+    assert tokens.unauthorized_calls == [SECRET, SECRET_2]
     assert len(server.requests) == 2
+
+
+def test_401_again_after_backoff_refreshes_again(
+    server: ScriptedServer, sleeps: list[float]
+) -> None:
+    """A token invalidated again while a 503 retry backs off is refreshed again (issue 11)."""
+    tokens = FakeTokens(SECRET, SECRET_2, "third-token")
+    unauthorized = Reply(401, {"ia::error": {"code": "tokenInvalid"}})
+    server.queue(unauthorized, Reply(503, {}), unauthorized, ok())
+    with make_client(server, sleeps, tokens=tokens) as c:
+        assert c.request("GET", CUSTOMER + "/1").status == 200
+    assert tokens.unauthorized_calls == [SECRET, SECRET_2]
+    auth = [r.headers["authorization"] for r in server.requests]
+    assert auth == [f"Bearer {SECRET}", f"Bearer {SECRET_2}", f"Bearer {SECRET_2}"] + [
+        "Bearer third-token"
+    ]
+
+
+def test_write_failing_after_a_lost_response_is_outcome_unknown(
+    server: ScriptedServer, sleeps: list[float]
+) -> None:
+    """A 500 on a keyed write may have been executed: the final error says the outcome is
+    unknown, while a write refused before execution (400) is a plain failure."""
+    server.queue(Reply(500, {}), Reply(409, {"ia::error": {"errorId": "REST-9999"}}))
+    with make_client(server, sleeps) as c, pytest.raises(IntacctAPIError) as info:
+        c.request("POST", CUSTOMER, json={"id": "C1"}, idempotency_key="k-1")
+    assert info.value.outcome_unknown is True
+    server.queue(Reply(400, {"ia::error": {"errorId": "REST-1064"}}))
+    with make_client(server, sleeps) as c, pytest.raises(IntacctAPIError) as refused:
+        c.request("POST", CUSTOMER, json={"id": "C1"}, idempotency_key="k-2")
+    assert refused.value.outcome_unknown is False
 
 
 def test_401_twice_with_rest_2102_is_login_required(
