@@ -492,13 +492,17 @@ class TokenManager:
         if refresh_token:
             try:
                 return self._grants.refresh(refresh_token)
-            except LoginRequiredError:
+            except IntacctError as exc:
+                # Under client credentials the refresh token is a convenience: whatever the
+                # reason it was refused (invalid_grant, a 400, a 5xx, a dropped connection),
+                # one new client-credentials grant is tried before failing.
                 if not self.settings.uses_client_credentials:
                     raise
                 LOGGER.info(
-                    "Refresh token for %s was rejected; minting a new token with client "
+                    "Refresh for %s was refused (%s); minting a new token with client "
                     "credentials",
                     self.key,
+                    exc,
                 )
         if self.settings.uses_client_credentials:
             return self._grants.client_credentials()

@@ -29,14 +29,23 @@ import httpx
 import msgspec
 
 from intacct_api.errors import (
+    TOKEN_INVALID_ERROR_ID,
     ConfigError,
     IntacctAPIError,
     IntacctError,
     LoginRequiredError,
+    ModelUnavailableError,
     TransportError,
     parse_error_response,
 )
-from intacct_api.retry import THROTTLE_STATUSES, RetryPolicy, Wait, retry_after_from_headers
+from intacct_api.retry import (
+    MAX_PACE_SECONDS,
+    THROTTLE_STATUSES,
+    Pacer,
+    RetryPolicy,
+    Wait,
+    retry_after_from_headers,
+)
 
 if TYPE_CHECKING:
     from intacct_api.settings import ConnectionSettings
@@ -240,6 +249,7 @@ class IntacctClient:
         self._tokens_lock = threading.Lock()
         self._registry = registry
         self.retry_policy = retry_policy or RetryPolicy.from_settings(settings)
+        self.pacer = Pacer()
         self._semaphore = self._semaphore_for(self._base_str, settings.max_concurrency)
         limit = max(1, int(settings.max_concurrency))
         self._http = httpx.Client(
@@ -381,7 +391,8 @@ class IntacctClient:
         Retries: 429/503 wait as the server asks; 500/502/504 and lost connections back off.
         A lost response (or 5xx) is re-sent only when that cannot duplicate a write: idempotent
         methods, the read-only query service, or requests carrying an ``Idempotency-Key``.
-        A 401 triggers a token refresh and a re-send; a later 401 (the token invalidated again
+        A 401 (or a 400 REST-1206, how some tenants refuse a token) triggers a token refresh
+        and a re-send; a later 401 (the token invalidated again
         while backing off) refreshes again, once per new token and at most
         ``MAX_REFRESHES_PER_REQUEST`` times. Raises :class:`IntacctAPIError` (status, Intacct
         code/errorId, ``operation``), :class:`LoginRequiredError` when the grant is gone,
@@ -423,6 +434,12 @@ class IntacctClient:
                 transaction=transaction,
                 has_body=content is not None,
             )
+            pace = self.pacer.reserve(min(self.retry_policy.max_wait, MAX_PACE_SECONDS))
+            if pace is not None:
+                logger.info(
+                    "%s %s: waiting %.1f s (%s)", method, log_path, pace.seconds, pace.reason
+                )
+                self.retry_policy.pause(pace)
             started = time.monotonic()
             try:
                 with self._semaphore:
@@ -453,11 +470,12 @@ class IntacctClient:
             elapsed = time.monotonic() - started
             status = response.status_code
             logger.debug("%s %s -> %d in %.3f s", method, log_path, status, elapsed)
+            self.pacer.observe(response.headers)
 
             if status in expected:
                 return ApiResponse(status=status, headers=response.headers, content=body)
 
-            if status == 401:
+            if status == 401 or (status == 400 and self._token_refused(response, body, what)):
                 if token not in refused_tokens and refreshes < MAX_REFRESHES_PER_REQUEST:
                     refused_tokens.add(token)
                     refreshes += 1
@@ -500,6 +518,12 @@ class IntacctClient:
             error = self._error(response, body, what)
             error.outcome_unknown = maybe_executed
             raise error
+
+    def _token_refused(self, response: httpx.Response, body: bytes, operation: str) -> bool:
+        """A 400 that refuses the access token (REST-1206), handled exactly like a 401."""
+        if TOKEN_INVALID_ERROR_ID.encode() not in body:
+            return False
+        return self._error(response, body, operation).is_token_invalid()
 
     def _wait(self, wait: Wait, cause: str, method: str, path: str) -> None:
         """Log the pause once at WARNING (outside the concurrency slot) and sleep."""
@@ -571,7 +595,13 @@ class IntacctClient:
         )
 
     def model(self, object_name: str, *, schema: bool = True) -> dict[str, Any]:
-        """The live model of one object (``ia::result`` of ``/services/core/model``)."""
+        """The live model of one object (``ia::result`` of ``/services/core/model``).
+
+        An object the tenant lacks (not subscribed, not enabled) is answered HTTP 200 with
+        ``{"ia::result": []}`` rather than an error status; that raises
+        :class:`ModelUnavailableError` (status 404), which callers treat like a 403: skip the
+        object with one warning.
+        """
         response = self.request(
             "GET",
             MODEL_PATH,
@@ -580,6 +610,8 @@ class IntacctClient:
         )
         payload = response.json()
         result = payload.get("ia::result") if isinstance(payload, Mapping) else None
+        if result in ([], {}):
+            raise ModelUnavailableError(object_name, response.status)
         if not isinstance(result, dict):
             raise IntacctAPIError(
                 response.status,

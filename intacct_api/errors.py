@@ -23,6 +23,7 @@ __all__ = [
     "IntacctAPIError",
     "IntacctError",
     "LoginRequiredError",
+    "ModelUnavailableError",
     "TransportError",
     "UnknownObjectError",
     "UnknownOperationError",
@@ -34,6 +35,13 @@ __all__ = [
 LOGIN_REQUIRED_ERROR_IDS = frozenset({"REST-2102"})
 LOGIN_REQUIRED_CODES = frozenset({"tokeninvalid", "invalid_grant"})
 REFUSED_QUERY_FIELD_ERROR_ID = "REST-1106"
+TOKEN_INVALID_ERROR_ID = "REST-1206"  # noqa: S105 - an error id, not a secret
+"""Integrators see an invalid or expired access token answered as HTTP 400 with this errorId
+(Nango, 2026-07) besides the documented 401: the client refreshes on it exactly as on a 401."""
+_REFUSED_FIELD_PLACEHOLDERS = ("FIELD", "FIELD_PATH")
+"""REST-1106 names the refused field as ``FIELD`` (recorded traffic) or ``FIELD_PATH`` inside
+``details[]`` (keboola extractor)."""
+_TOO_LARGE = re.compile(r"(?i)\b(bulk|batch|request|payload) size\b|\btoo large\b|\bsize exceeds\b")
 
 _SNIPPET_CHARS = 160
 
@@ -227,24 +235,78 @@ class IntacctAPIError(IntacctError):
                 return True
         return False
 
+    def is_token_invalid(self) -> bool:
+        """True for a refused access token: HTTP 401, or HTTP 400 with errorId REST-1206.
+
+        The client refreshes the token and re-sends on either (one refresh per refused token).
+        """
+        if self.status == 401:
+            return True
+        return self.status == 400 and TOKEN_INVALID_ERROR_ID in set(self._identifiers())
+
+    @property
+    def is_too_large(self) -> bool:
+        """A 429 that refuses the request's size ("bulk size exceeds rate limit"), not its rate.
+
+        Sage's error-handling guide gives 429 two meanings: "bulk size exceeds rate limit" or
+        "total requests in a period exceed quota". Waiting does not help the first one: the
+        caller must send fewer records per request (the target halves its batch). Recognised
+        from the message or detail text (size/too large wording) of a 429 that is not a plain
+        throttle; the emulator's fault ``too_large_over`` answers with such a message.
+        """
+        if self.status != 429:
+            return False
+        texts = [self.message, self.code or "", self.error_id or ""]
+        texts += [str(d.get("message", "")) for d in self.details]
+        return any(_TOO_LARGE.search(text) for text in texts if text)
+
     def refused_query_field(self) -> str | None:
         """The field named by a REST-1106 "cannot be used in query" error, else None.
 
-        The pager drops that field and retries; Intacct puts its name in
-        ``additionalInfo.placeholders.FIELD`` (on the error or on one of its details).
+        The pager drops that field and retries (or, for the replication field, falls back to
+        a full read); Intacct puts its name in ``additionalInfo.placeholders.FIELD`` on the
+        error or ``FIELD``/``FIELD_PATH`` on one of its details (keboola's extractor reads
+        ``FIELD_PATH`` there), else the message says "The X field ...".
         """
-        if self.error_id == REFUSED_QUERY_FIELD_ERROR_ID and self.placeholders.get("FIELD"):
-            return self.placeholders["FIELD"]
+        if self.error_id == REFUSED_QUERY_FIELD_ERROR_ID:
+            for name in _REFUSED_FIELD_PLACEHOLDERS:
+                if self.placeholders.get(name):
+                    return self.placeholders[name]
         for detail in self.details:
             if detail.get("errorId") == REFUSED_QUERY_FIELD_ERROR_ID:
-                field = _placeholders(detail).get("FIELD")
-                if field:
-                    return field
+                found = _placeholders(detail)
+                for name in _REFUSED_FIELD_PLACEHOLDERS:
+                    if found.get(name):
+                        return found[name]
+                match = re.match(r"\s*The (\S+) field", str(detail.get("message") or ""))
+                if match:
+                    return match.group(1)
         if self.error_id == REFUSED_QUERY_FIELD_ERROR_ID:
             match = re.match(r"\s*The (\S+) field", self.message)
             if match:
                 return match.group(1)
         return None
+
+
+class ModelUnavailableError(IntacctAPIError):
+    """The model service has no model of this object for this tenant.
+
+    Intacct answers HTTP 200 with ``{"ia::result": []}`` for an object the company lacks (not
+    subscribed or not enabled; amp-labs connectors' Sage Intacct handler and fixture), where a
+    client would expect an error status. Raised as a 404 ``notFound`` so callers that skip
+    refused objects (403/404, see discovery) skip this one the same way, with one warning;
+    ``http_status`` keeps what the server really sent.
+    """
+
+    def __init__(self, object_name: str, http_status: int = 200) -> None:
+        super().__init__(
+            404,
+            f"the model service returned no model (HTTP {http_status}, empty ia::result): the "
+            "object is not available to this company (not subscribed or not enabled)",
+            code="notFound",
+            operation=object_name,
+        )
+        self.http_status = http_status
 
 
 def _placeholders(error: Mapping[str, Any]) -> dict[str, str]:

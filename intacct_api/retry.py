@@ -19,6 +19,7 @@ import email.utils
 import math
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "BACKOFF_STATUSES",
     "THROTTLE_STATUSES",
+    "Pacer",
     "RetryPolicy",
     "Wait",
     "retry_after_from_headers",
@@ -176,3 +178,72 @@ class RetryPolicy:
         """Sleep through ``wait`` using the injected sleep function."""
         if wait.seconds > 0:
             self.sleep(wait.seconds)
+
+
+_LIMIT_HEADER = re.compile(r"^x-ia-(?P<name>[a-z0-9-]+?)-limit$", re.IGNORECASE)
+_WINDOWS = (("minute", 60.0), ("hour", 3600.0))
+PACE_FRACTION = 0.1
+"""Start pacing when a rate limit's remaining count falls to this share of the limit."""
+MAX_PACE_SECONDS = 30.0
+"""Longest single pause pacing inserts (a throttle answer can still ask for more)."""
+
+
+class Pacer:
+    """Slows requests down *before* a rate limit answers 429, from Intacct's soft-limit headers.
+
+    Intacct's soft limits add ``X-IA-<name>-Limit`` and ``X-IA-<name>-Limit-Remaining`` to
+    answers (Sage's HTTP-headers guide): ``X-IA-Minute-Rate-Limit[-Remaining]``,
+    ``X-IA-Hour-Rate-Limit[-Remaining]``, ``X-IA-Throttle-Limit[-Remaining]`` (concurrency)... A
+    client that only reacts to the 429 spends a request on every refusal and, with several
+    workers, hits the wall in bursts. When the remaining count of a windowed limit (minute,
+    hour) falls to ``PACE_FRACTION`` of the limit, each further request is spaced by
+    ``window / limit`` seconds, the steady rate the limit allows, so the remaining budget is
+    spread over the window instead of exhausted at once. Concurrency limits have no window and
+    are not paced here (the client's own ``max_concurrency`` bounds them). Thread-safe: the
+    client's workers share one pacer, so the spacing holds across them.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next_at = 0.0
+        self._reason = ""
+        self._spacing = 0.0
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Read the limit headers of one answer and set the spacing for the next requests."""
+        items = {name.lower(): value for name, value in _original_case_items(headers)}
+        spacing, reason = 0.0, ""
+        for name, value in items.items():
+            match = _LIMIT_HEADER.match(name)
+            if match is None:
+                continue
+            window = next((w for word, w in _WINDOWS if word in match.group("name")), None)
+            remaining_raw = items.get(f"{name}-remaining")
+            if window is None or remaining_raw is None:
+                continue
+            try:
+                limit, remaining = int(value), int(remaining_raw)
+            except ValueError:
+                continue
+            if limit <= 0 or remaining > max(1, int(limit * PACE_FRACTION)):
+                continue
+            candidate = window / limit
+            if candidate > spacing:
+                spacing = candidate
+                reason = f"pacing: {name}-remaining {remaining} of {limit}"
+        with self._lock:
+            self._spacing, self._reason = spacing, reason
+
+    def reserve(self, cap: float) -> Wait | None:
+        """The pause this request must take before it is sent (None: go now); books its slot."""
+        with self._lock:
+            if self._spacing <= 0:
+                return None
+            now = self._clock()
+            start = max(now, self._next_at)
+            self._next_at = start + min(self._spacing, cap)
+            delay = min(start - now, cap)
+            if delay <= 0:
+                return None
+            return Wait(delay, self._reason)

@@ -28,6 +28,7 @@ from intacct_emulator.http_errors import error_response, method_not_allowed, not
 from intacct_emulator.idempotency import IdempotencyCache
 from intacct_emulator.oauth import OAuthServer
 from intacct_emulator.oauth_routes import OAuthRoutes
+from intacct_emulator.query_engine import QueryOptions
 from intacct_emulator.state import EmulatorState, apply_refused_fields
 from intacct_emulator.stats import RequestStats
 
@@ -64,11 +65,18 @@ def create_app(config: EmulatorConfig) -> Starlette:
         expire_tokens=oauth.expire_all,
         refuse_query_fields=functools.partial(apply_refused_fields, company),
     )
+    faults = FaultInjector(config.faults, hooks)
+    oauth.refresh_failure = lambda: faults.knobs.refresh_failure
+    company.queries.options = lambda: QueryOptions(
+        key_sort=faults.knobs.key_sort,
+        key_compare=faults.knobs.key_compare,
+        refused_field_form=faults.knobs.refused_field_form,
+    )
     state = EmulatorState(
         config=config,
         company=company,
         oauth=oauth,
-        faults=FaultInjector(config.faults, hooks),
+        faults=faults,
         stats=RequestStats(),
         idempotency=IdempotencyCache(config.db),
         default_refused_fields=default_refused,

@@ -26,6 +26,7 @@ from intacct_emulator.query_engine import (
     MAX_PAGE_SIZE,
     QueryEngine,
     flat_form,
+    parse_key,
     query_error,
     schema_leaves,
 )
@@ -211,10 +212,9 @@ class Company:
         return row_entity is None or entity is None or row_entity == entity
 
     def _row(self, info: ObjectInfo, key: Any, entity: str | None) -> StoredRow:
-        try:
-            number = int(str(key))
-        except ValueError:
-            raise not_found(info.name, str(key)) from None
+        number = parse_key(key)
+        if number is None:  # "1 " or "+1" is not key 1: no such record, as on Intacct
+            raise not_found(info.name, str(key))
         row = self.store.get(info.name, number)
         if row is None or not self._visible(row.entity, entity):
             raise not_found(info.name, str(key))
@@ -222,10 +222,8 @@ class Company:
 
     def fetch(self, object_name: str, key: str) -> dict[str, Any] | None:
         """A stored record by key (for related-field lookups in queries), sparse."""
-        try:
-            row = self.store.get(object_name, int(key))
-        except ValueError:
-            return None
+        number = parse_key(key)
+        row = self.store.get(object_name, number) if number is not None else None
         return row.record() if row else None
 
     # -- read services ----------------------------------------------------------------------
@@ -566,6 +564,16 @@ class Company:
             audit["modifiedByUser"] = dict(user)
         if "modifiedBy" in props:
             audit["modifiedBy"] = user["key"]
+
+    def has_entity(self, entity: str) -> bool:
+        """True for one of the company's entity ids, or for any id when it has no entities.
+
+        A company without `company-config/entity` records is treated as not validating the
+        entity header (the data layer's tests use free-form entity names).
+        """
+        if self.store.key_for_id(ENTITY_OBJECT, entity) is not None:
+            return True
+        return self.store.count(ENTITY_OBJECT, [], []) == 0
 
     def entity_reference(self, entity: str | None) -> dict[str, Any] | None:
         """The ``entity`` member of a record written in an entity (``None`` at top level)."""

@@ -37,6 +37,16 @@ RETRY_AFTER_HEADERS = (
 """Header names a 429 may carry its wait in; clients are expected to understand all of them."""
 
 _RATE_WINDOW = 60.0
+ADVERTISED_CONCURRENCY = 8
+"""Concurrency the soft-limit headers advertise when no `max_concurrent` is set (Tier 2)."""
+KEY_ORDERS = ("numeric", "string")
+REFUSED_FIELD_FORMS = ("placeholder", "details_field_path", "opaque")
+ENTITY_HEADERS = ("X-IA-API-Param-Entity", "X-IA-API-ParamEntity")
+TRANSACTION_HEADERS = ("X-IA-API-Param-Transaction", "X-IA-API-ParamTransaction")
+TOO_LARGE_MESSAGE = "Bulk size exceeds rate limit: {count} records in one request, at most {limit}"
+"""The 429 for a request too large (Sage's error-handling guide: "Bulk size exceeds rate limit
+or total requests in a period exceed quota"); the exact wording is assumed, the client's
+``IntacctAPIError.is_too_large`` recognises "bulk size" / "too large" / "size exceeds"."""
 
 
 class FaultKnobs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -62,6 +72,20 @@ class FaultKnobs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     refuse_query_fields: dict[str, list[str]] = msgspec.field(default_factory=dict)
     random_seed: int | None = None
     faults_on_oauth: bool = False
+    # -- fidelity switches: where real tenants differ, or a deliberate deviation that
+    #    `intacct doctor` must catch (docs/FIDELITY.md lists each with its source).
+    token_error_status: int = 401
+    refresh_failure: int | None = None
+    tenant_lacks_objects: list[str] = msgspec.field(default_factory=list)
+    forbidden_objects: list[str] = msgspec.field(default_factory=list)
+    key_sort: str = "numeric"
+    key_compare: str = "numeric"
+    refused_field_form: str = "placeholder"
+    entity_headers: list[str] = msgspec.field(default_factory=lambda: list(ENTITY_HEADERS))
+    transaction_headers: list[str] = msgspec.field(default_factory=lambda: [TRANSACTION_HEADERS[0]])
+    rate_limit_headers: bool = True
+    idempotency_keys: bool = True
+    too_large_over: int | None = None
 
     def check(self) -> None:
         """Range checks msgspec's types cannot express; raises ValueError with the knob name."""
@@ -81,6 +105,17 @@ class FaultKnobs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError(f"retry_after_header must be one of {', '.join(RETRY_AFTER_HEADERS)}")
         if any(not 400 <= status <= 599 for status in self.fail_next):
             raise ValueError("fail_next holds HTTP error statuses (400-599)")
+        if self.token_error_status not in (400, 401):
+            raise ValueError("token_error_status must be 400 (REST-1206) or 401")
+        if self.refresh_failure is not None and not 400 <= self.refresh_failure <= 599:
+            raise ValueError("refresh_failure must be an HTTP error status (400-599)")
+        for name in ("key_sort", "key_compare"):
+            if getattr(self, name) not in KEY_ORDERS:
+                raise ValueError(f"{name} must be one of {', '.join(KEY_ORDERS)}")
+        if self.refused_field_form not in REFUSED_FIELD_FORMS:
+            raise ValueError(f"refused_field_form must be one of {', '.join(REFUSED_FIELD_FORMS)}")
+        if self.too_large_over is not None and self.too_large_over < 1:
+            raise ValueError("too_large_over must be at least 1")
 
 
 @dataclass
@@ -192,11 +227,14 @@ class FaultInjector:
             headers.append((b"x-ia-minute-rate-limit", str(knobs.rate_per_minute).encode()))
             remaining = knobs.rate_per_minute - len(window)
             headers.append((b"x-ia-minute-rate-limit-remaining", str(remaining).encode()))
-        if knobs.max_concurrent:
-            if self.in_flight >= knobs.max_concurrent:
-                return Admission(rejection=self.failure(429))
-            headers.append((b"x-ia-throttle-limit", str(knobs.max_concurrent).encode()))
-            remaining = knobs.max_concurrent - self.in_flight - 1
+        if knobs.max_concurrent and self.in_flight >= knobs.max_concurrent:
+            return Admission(rejection=self.failure(429))
+        if knobs.max_concurrent or knobs.rate_limit_headers:
+            # Real answers carry the soft-limit headers whether or not a limit is near (assumed:
+            # Sage's header guide lists them; `rate_limit_headers: false` drops them).
+            limit = knobs.max_concurrent or ADVERTISED_CONCURRENCY
+            headers.append((b"x-ia-throttle-limit", str(limit).encode()))
+            remaining = max(0, limit - self.in_flight - 1)
             headers.append((b"x-ia-throttle-limit-remaining", str(remaining).encode()))
         if knobs.error_rate_500 or knobs.error_rate_503:
             roll = self._rng.random()
@@ -221,6 +259,40 @@ class FaultInjector:
                 self.in_flight -= 1
                 raise
         return Admission(headers=headers, drop=drop)
+
+    def forbidden(self, object_name: str | None) -> Response | None:
+        """403 for an object the user may not read (`forbidden_objects`), else None."""
+        if object_name and object_name.split("::", 1)[0] in self.knobs.forbidden_objects:
+            return error_response(
+                403,
+                "forbidden",
+                f"You do not have permission to access {object_name}",
+                "REST-1102",
+                message_id="IA.PERMISSION_DENIED",
+                placeholders={"OBJECT": object_name},
+            )
+        return None
+
+    def too_large(self, count: int) -> Response | None:
+        """429 "bulk size exceeds rate limit" for a batch over `too_large_over` records."""
+        limit = self.knobs.too_large_over
+        if limit is None or count <= limit:
+            return None
+        return error_response(
+            429,
+            "rateLimitExceeded",
+            TOO_LARGE_MESSAGE.format(count=count, limit=limit),
+            "GW-0010",
+            message_id="IA.BULK_SIZE_EXCEEDED",
+        )
+
+    def entity_header_names(self) -> list[str]:
+        """Entity header spellings this tenant reads (lower case; others are ignored)."""
+        return [name.lower() for name in self.knobs.entity_headers]
+
+    def transaction_header_names(self) -> list[str]:
+        """Transaction header spellings this tenant reads (lower case; others are ignored)."""
+        return [name.lower() for name in self.knobs.transaction_headers]
 
     def leave(self) -> None:
         """The admitted request finished (or failed); frees its concurrency slot."""

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from intacct_emulator.config import API_PREFIX
 from intacct_emulator.faults import FaultInjector, dropping_send
 from intacct_emulator.http_errors import error_response
-from intacct_emulator.oauth import OAuthServer, TokenRejectedError
+from intacct_emulator.oauth import TOKEN_INVALID_ERROR_ID, OAuthServer, TokenRejectedError
 from intacct_emulator.stats import RequestStats, stats_key
 
 PRINCIPAL_SCOPE_KEY = "intacct.principal"
@@ -68,12 +68,20 @@ class Gateway:
                 try:
                     principal = self.oauth.principal(Headers(scope=scope).get("authorization"))
                 except TokenRejectedError as rejected:
+                    # Some tenants refuse an invalid/expired token with 400 REST-1206 instead
+                    # of 401 (seen by integrators): `token_error_status: 400` reproduces it.
+                    as_400 = (
+                        self.faults.knobs.token_error_status == 400
+                        and rejected.error_id == TOKEN_INVALID_ERROR_ID
+                    )
                     response = error_response(
-                        401,
-                        "tokenInvalid",
+                        400 if as_400 else 401,
+                        "invalidRequest" if as_400 else "tokenInvalid",
                         rejected.message,
                         rejected.error_id,
-                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                        headers=None
+                        if as_400
+                        else {"WWW-Authenticate": 'Bearer error="invalid_token"'},
                         message_id="IA.TOKEN_INVALID",
                     )
                     await response(scope, receive, send)

@@ -7,6 +7,7 @@ What the emulator reproduces, and why each matters to a client:
 * `authorization_code` with PKCE (S256 and plain); `/authorize` consents automatically. A refresh
   token is issued only when `offline_access` is in the scope, as Sage's guide says.
 * Refresh-token rotation: a used refresh token is dead; reusing it is `invalid_grant` (401).
+* Revocation is pooled: revoking any token revokes every token of that user and company.
 * REST-2102: a second auth-code authorization for the same user+company kills the older one
   (its refresh tokens give `invalid_grant`, its access tokens give 401 REST-2102), which is the
   trap Nango documented and clients must treat as "log in again".
@@ -14,15 +15,19 @@ What the emulator reproduces, and why each matters to a client:
   clients can read `exp`, but validity is decided by the in-memory table: a restart of the
   emulator invalidates every token (clients must cope with that like with a revoked token).
 
-Bearer rejections and their error ids (all `code: tokenInvalid`, HTTP 401):
+Bearer rejections and their error ids (all `code: tokenInvalid`, HTTP 401). The GW codes are
+the meanings Sage's error-handling guide gives them; the id of an unknown/expired/revoked token
+is assumed to be REST-1206, the id integrators saw when such a token came back as HTTP 400 (the
+`token_error_status: 400` fault switch answers those cases with 400, as those tenants do):
 
 =====================================  =========  =====================================
 case                                   errorId    message
 =====================================  =========  =====================================
-no / malformed `Authorization` header  GW-0031    Authorization header missing or invalid
-unknown token (never issued, restart)  GW-0032    Invalid access token
-expired (lifetime or expire-now knob)  GW-0033    Access token expired
-revoked through `/oauth2/revoke`       GW-0034    Access token revoked
+no `Authorization: Bearer ...` header  GW-0034    Invalid Authorization Header
+bearer value is not a decodable JWT    GW-0031    Invalid Token
+unknown token (never issued, restart)  REST-1206  Invalid access token
+expired (lifetime or expire-now knob)  REST-1206  Access token expired
+revoked through `/oauth2/revoke`       REST-1206  Access token revoked
 superseded by a newer authorization    REST-2102  Token is not valid
 =====================================  =========  =====================================
 """
@@ -46,6 +51,9 @@ from intacct_emulator.config import (
     DEFAULT_TOKEN_LIFETIME,
     ClientConfig,
 )
+
+TOKEN_INVALID_ERROR_ID = "REST-1206"  # noqa: S105 - an error id, not a secret
+"""errorId of a well-formed bearer token the API does not accept (unknown, expired, revoked)."""
 
 CODE_LIFETIME = 600.0
 """Seconds an authorization code stays redeemable (RFC 6749 recommends at most 10 minutes)."""
@@ -133,6 +141,21 @@ def split_username(username: str) -> tuple[str, str, str | None]:
     return user, company, entity or None
 
 
+def _decodable_jwt(raw: str) -> bool:
+    """True when `raw` is three base64url segments whose first two decode to JSON objects."""
+    parts = raw.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        for part in parts[:2]:
+            decoded = msgspec.json.decode(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+            if not isinstance(decoded, dict):
+                return False
+    except (ValueError, msgspec.DecodeError):
+        return False
+    return True
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -163,6 +186,8 @@ class OAuthServer:
         self._tokens: dict[str, _Token] = {}
         self._codes: dict[str, _Code] = {}
         self._current_consent: dict[tuple[str, str], _Authorization] = {}
+        self.refresh_failure: Callable[[], int | None] = lambda: None
+        """Fault switch (`refresh_failure`): the status every refresh grant is refused with."""
 
     # ------------------------------------------------------------------ lifecycle knobs
     def reset(self) -> None:
@@ -296,6 +321,10 @@ class OAuthServer:
 
     def _refresh(self, params: Mapping[str, str], basic: tuple[str, str] | None) -> dict[str, Any]:
         client, authenticated = self._authenticate_client(params, basic)
+        refused = self.refresh_failure()
+        if refused is not None:
+            error = {400: "invalid_request", 401: "invalid_grant"}.get(refused, "server_error")
+            raise OAuthError(refused, error, "refresh refused (fault injection)")
         raw = params.get("refresh_token") or ""
         old = self._tokens.get(raw)
         if (
@@ -320,18 +349,22 @@ class OAuthServer:
 
     # ------------------------------------------------------------------ revoke
     def revoke(self, params: Mapping[str, str], basic: tuple[str, str] | None) -> None:
-        """Revoke a token (RFC 7009). A refresh token takes its whole authorization with it."""
+        """Revoke a token (RFC 7009), and with it every token of the same user and company.
+
+        Intacct pools tokens per user and company: revoking one ends all of that user's
+        sessions in that company, other logins and other clients included (Nango's write-up,
+        citing Sage's OAuth guide). That is why `intacct logout` warns before revoking.
+        """
         client, authenticated = self._authenticate_client(params, basic)
         if not authenticated:
             raise OAuthError(401, "invalid_client", "client authentication failed")
         token = self._tokens.get(params.get("token") or "")
         if token is None or token.authorization.client_id != client.client_id:
             return  # RFC 7009 §2.2: unknown tokens are not an error
-        if token.kind == "refresh":
-            for raw in token.authorization.tokens:
-                if raw in self._tokens:
-                    self._tokens[raw].revoked = True
-        token.revoked = True
+        pool = (token.authorization.user.lower(), token.authorization.company.lower())
+        for other in self._tokens.values():
+            if (other.authorization.user.lower(), other.authorization.company.lower()) == pool:
+                other.revoked = True
 
     # ------------------------------------------------------------------ bearer validation
     def principal(self, authorization_header: str | None) -> Principal:
@@ -339,16 +372,18 @@ class OAuthServer:
         scheme, _, raw = (authorization_header or "").partition(" ")
         raw = raw.strip()
         if scheme.lower() != "bearer" or not raw:
-            raise TokenRejectedError("GW-0031", "Authorization header missing or invalid")
+            raise TokenRejectedError("GW-0034", "Invalid Authorization Header")
         token = self._tokens.get(raw)
+        if token is None and not _decodable_jwt(raw):
+            raise TokenRejectedError("GW-0031", "Invalid Token")
         if token is None or token.kind != "access":
-            raise TokenRejectedError("GW-0032", "Invalid access token")
+            raise TokenRejectedError(TOKEN_INVALID_ERROR_ID, "Invalid access token")
         if token.revoked:
-            raise TokenRejectedError("GW-0034", "Access token revoked")
+            raise TokenRejectedError(TOKEN_INVALID_ERROR_ID, "Access token revoked")
         if token.authorization.superseded:
             raise TokenRejectedError("REST-2102", "Token is not valid")
         if token.expires_at <= self._clock():
-            raise TokenRejectedError("GW-0033", "Access token expired")
+            raise TokenRejectedError(TOKEN_INVALID_ERROR_ID, "Access token expired")
         auth = token.authorization
         return Principal(auth.client_id, auth.user, auth.company, token.entity)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import decimal
 import gc
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,8 +52,29 @@ FILTER_PARAMETERS = frozenset(
     {"asOfDate", "includeHierarchyFields", "caseSensitiveComparison", "includePrivate"}
 )
 
-# Defaults of the REST-1106 configuration: fields real Intacct refused in recorded traffic.
-DEFAULT_REFUSED_QUERY_FIELDS: dict[str, set[str]] = {"accounts-receivable/invoice": {"action"}}
+# Defaults of the REST-1106 configuration: fields real Intacct refused in recorded traffic
+# (`action` in the fact sheet's recording; `createAPBill` in keboola's recorded traffic).
+DEFAULT_REFUSED_QUERY_FIELDS: dict[str, set[str]] = {
+    "accounts-receivable/invoice": {"action", "createAPBill"}
+}
+_KEY_TEXT = re.compile(r"[0-9]+")
+_KEY_SQL_TEXT = "CAST(key AS TEXT)"
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """Where tenants (or a deliberate deviation) differ; set from the fault switches.
+
+    ``key_sort``/``key_compare``: whether ``orderBy key`` and comparisons on ``key`` treat the
+    numeric-string keys as numbers or as text (Intacct's behaviour is not documented: both are
+    emulated; a tenant that sorts one way and compares the other breaks keyset paging, which
+    ``intacct doctor`` detects). ``refused_field_form``: how REST-1106 names the field.
+    """
+
+    key_sort: str = "numeric"
+    key_compare: str = "numeric"
+    refused_field_form: str = "placeholder"
+
 
 Fetch = Callable[[str, str], dict[str, Any] | None]
 """Look up a related record (object name, key) for child->parent dotted fields."""
@@ -117,19 +139,36 @@ def _to_number(value: Any) -> Any:
         return str(value)
 
 
+def parse_key(value: Any) -> int | None:
+    """A record key as its number, or None when ``value`` is not a key's exact spelling.
+
+    Keys are decimal record numbers sent as strings; ``"1 "``, ``"+1"`` or ``"1_0"`` are not
+    key 1 (Python's ``int()`` would accept them), so they match no record.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    if isinstance(value, str) and _KEY_TEXT.fullmatch(value):
+        return int(value)
+    return None
+
+
 def _to_key(value: Any) -> Any:
     if value is None:
         return None
-    try:
-        return int(str(value))
-    except ValueError:
-        return str(value)
+    number = parse_key(value)
+    return number if number is not None else str(value)
+
+
+def _key_text(value: Any) -> Any:
+    return None if value is None else str(value)
 
 
 def normaliser(kind: str, case_sensitive: bool) -> Callable[[Any], Any]:
     """How values of a field are made comparable (both record values and filter targets)."""
     if kind == "key":
         return _to_key
+    if kind == "key_text":
+        return _key_text
     if kind == "number":
         return _to_number
     if kind == "datetime":
@@ -143,6 +182,8 @@ def sort_value(kind: str, value: Any) -> tuple[int, Any]:
     """Total order for ``orderBy``: nulls first, numbers numerically, text as text."""
     if value is None:
         return (0, 0)
+    if kind == "key_text":
+        return (2, str(value))
     if kind in ("key", "number"):
         converted = _to_key(value) if kind == "key" else _to_number(value)
         if isinstance(converted, int | decimal.Decimal):
@@ -188,6 +229,8 @@ class QueryEngine:
 
     def __init__(self, registry: SpecRegistry) -> None:
         self.registry = registry
+        self.options: Callable[[], QueryOptions] = QueryOptions
+        """Read per query (the emulator wires it to the fault switches)."""
         self._names = tuple(sorted(registry.objects))
         self._fields: dict[tuple[str, str], FieldRef | str] = {}
         self._schemas: dict[str, Mapping[str, Any]] = {}
@@ -217,10 +260,10 @@ class QueryEngine:
             cached = self._resolve(object_name, field)
             self._fields[cache_key] = cached
         if field in refused:
-            raise refused_field(field, object_name)
+            raise refused_field(field, object_name, self.options().refused_field_form)
         if isinstance(cached, str):
             if cached == "refused":
-                raise refused_field(field, object_name)
+                raise refused_field(field, object_name, self.options().refused_field_form)
             raise query_error(
                 400,
                 f"The {field} field in {object_name} object is not a valid field in version 1",
@@ -345,6 +388,13 @@ class QueryEngine:
             raise query_error(400, str(exc), "REST-1109") from exc
         order = self._order(name, body.get("orderBy"), refused)
         start, size = self._paging(body)
+        options = self.options()
+        key_text = options.key_compare == "string"
+        sort_text = options.key_sort == "string"
+        if key_text:
+            conditions = [
+                (_as_key_text(ref), operator, target) for ref, operator, target in conditions
+            ]
 
         where, args = _scope(entity, include_private)
         and_only = filters.uses_only_and(expression_text) and case_sensitive
@@ -379,7 +429,7 @@ class QueryEngine:
         # the id index, not by walking the key index to avoid a sort of a handful of rows; the
         # unary plus applies to an explicit ``orderBy`` on key as well as to the tiebreak.
         by_id = and_only and _selects_by_id(conditions, sql_forms)
-        tail = "+key" if by_id else "key"
+        tail = _KEY_SQL_TEXT if sort_text else "+key" if by_id else "key"
         order_sql = ", ".join(
             f"{tail if ref.column == 'key' else ref.column} {direction}" for ref, direction in order
         )
@@ -406,7 +456,8 @@ class QueryEngine:
                 )
             if not sql_order:
                 for ref, direction in reversed(order):
-                    records.sort(key=_sort_key(ref, fetch), reverse=direction == "desc")
+                    sort_ref = _as_key_text(ref) if sort_text else ref
+                    records.sort(key=_sort_key(sort_ref, fetch), reverse=direction == "desc")
             total = len(records)
             records = records[start - 1 : start - 1 + size]
         result_rows = _project_all(selected, records, fetch)
@@ -498,14 +549,39 @@ class QueryEngine:
         return [r for r in records if expression([test(norm(get(r))) for get, norm, test in tests])]
 
 
-def refused_field(field: str, object_name: str) -> EmulatorError:
-    """Intacct's REST-1106 for a field that exists but cannot be queried."""
-    return query_error(
-        400,
-        f"The {field} field in {object_name} object cannot be used in query in version 1",
-        "REST-1106",
-        FIELD=field,
-    )
+def refused_field(field: str, object_name: str, form: str = "placeholder") -> EmulatorError:
+    """Intacct's REST-1106 for a field that exists but cannot be queried.
+
+    ``form``: ``placeholder`` (recorded: ``placeholders.FIELD`` on the error),
+    ``details_field_path`` (keboola's extractor: a REST-1064 envelope whose ``details[]`` entry
+    carries REST-1106 and ``placeholders.FIELD_PATH``), or ``opaque`` (a deliberate deviation:
+    no id and no field name, which ``intacct doctor`` must report as unrecognisable).
+    """
+    message = f"The {field} field in {object_name} object cannot be used in query in version 1"
+    if form == "details_field_path":
+        return envelopes.payload_errors(
+            [
+                envelopes.detail(
+                    "invalidRequest",
+                    message,
+                    "REST-1106",
+                    f"/{field}",
+                    message_id="IA.FIELD_CANNOT_BE_USED_IN_QUERY",
+                    placeholders={"FIELD_PATH": field, "OBJECT": object_name},
+                )
+            ]
+        )
+    if form == "opaque":
+        return query_error(400, "The query cannot be processed", "REST-1100")
+    return query_error(400, message, "REST-1106", FIELD=field)
+
+
+def _as_key_text(ref: FieldRef) -> FieldRef:
+    """The same field compared as text (the ``string`` key order), through SQL or Python."""
+    if ref.kind != "key":
+        return ref
+    column = _KEY_SQL_TEXT if ref.column == "key" else None
+    return FieldRef(ref.name, ref.path, ref.join, "key_text", column)
 
 
 def _check_operand(operator: str, target: Any, number: int) -> None:
@@ -533,10 +609,12 @@ _SQL_OPS = {"$eq": "=", "$lt": "<", "$lte": "<=", "$gt": ">", "$gte": ">="}
 
 def _sql_value(ref: FieldRef, value: Any) -> Any:
     if ref.column == "key":
-        converted = _to_key(value)
-        if not isinstance(converted, int):
+        converted = parse_key(value)
+        if converted is None:
             raise ValueError(value)
         return converted
+    if ref.column == _KEY_SQL_TEXT:
+        return str(value)
     if ref.column == "modified":
         if not isinstance(value, str):
             raise ValueError(value)
