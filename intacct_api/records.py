@@ -25,6 +25,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
+from intacct_api.decimals import decimal_text, is_decimal_property
 from intacct_api.schema import admitted_types
 
 __all__ = [
@@ -118,9 +119,11 @@ class RowPlan:
     ``aliases`` adds top-level copies of row values (``{"_modified_at":
     "audit.modifiedDateTime"}``) so that a nested value can also serve as the SDK's top-level
     replication key; an alias source need not be among ``fields``. ``constants`` adds fixed
-    top-level values (the entity a partition was read from). Keys of the row that the plan
-    does not name are ignored, which is how ``API_QUERY_ALIAS__*`` and other strays vanish;
-    a planned key missing from the row becomes ``None``.
+    top-level values (the entity a partition was read from). ``decimals`` names the fields
+    written as exact decimal text (:func:`~intacct_api.decimals.decimal_text`: a JSON number
+    becomes a string, as the advertised ``x-singer.decimal`` schema says). Keys of the row
+    that the plan does not name are ignored, which is how ``API_QUERY_ALIAS__*`` and other
+    strays vanish; a planned key missing from the row becomes ``None``.
 
     The plan is generated once as Python source for one function returning a single nested
     dict literal (``g = row.get; return {"key": g("key"), "audit": {"modifiedDateTime":
@@ -132,7 +135,7 @@ class RowPlan:
     in place, as a dict assignment would.
     """
 
-    __slots__ = ("_constants", "_convert", "aliases", "fields")
+    __slots__ = ("_constants", "_convert", "aliases", "decimals", "fields")
 
     def __init__(
         self,
@@ -140,11 +143,18 @@ class RowPlan:
         *,
         aliases: Mapping[str, str] | None = None,
         constants: Mapping[str, Any] | None = None,
+        decimals: Iterable[str] = (),
     ) -> None:
         self.fields: tuple[str, ...] = tuple(dict.fromkeys(fields))
         self.aliases: dict[str, str] = dict(aliases or {})
         self._constants: dict[str, Any] = dict(constants or {})
-        factory = _compiled(self.fields, tuple(self.aliases.items()), tuple(self._constants))
+        self.decimals: frozenset[str] = frozenset(decimals) & frozenset(self.fields)
+        factory = _compiled(
+            self.fields,
+            tuple(self.aliases.items()),
+            tuple(self._constants),
+            tuple(sorted(self.decimals)),
+        )
         self._convert: _Converter = factory(*self._constants.values())
 
     def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,7 +172,9 @@ class RowPlan:
 
     def with_constants(self, constants: Mapping[str, Any]) -> RowPlan:
         """The same plan with other constant columns (one plan per entity partition)."""
-        return RowPlan(self.fields, aliases=self.aliases, constants=constants)
+        return RowPlan(
+            self.fields, aliases=self.aliases, constants=constants, decimals=self.decimals
+        )
 
 
 def _tree(paths: Iterable[str]) -> dict[str, Any]:
@@ -207,7 +219,10 @@ def _record_literal(
 
 @lru_cache(maxsize=256)
 def _compiled(
-    fields: tuple[str, ...], aliases: tuple[tuple[str, str], ...], constants: tuple[str, ...]
+    fields: tuple[str, ...],
+    aliases: tuple[tuple[str, str], ...],
+    constants: tuple[str, ...],
+    decimals: tuple[str, ...] = (),
 ) -> Callable[..., _Converter]:
     """Generate (once per field list, aliases and constant names) a converter factory.
 
@@ -218,17 +233,24 @@ def _compiled(
     mapping type) takes the ``row.get`` form, where a missing key is ``None``. Cached because
     plans are rebuilt per partition and :func:`nest` builds one per distinct key set.
 
+    A field named in ``decimals`` is wrapped in a call of ``_d`` (:func:`decimal_text`).
+
     The generated source holds nothing but :func:`repr`-made string literals, the names
-    ``row``, ``g``, ``_v<i>``, ``_c<i>`` and ``_ig``, and punctuation.
+    ``row``, ``g``, ``_d``, ``_v<i>``, ``_c<i>`` and ``_ig``, and punctuation.
     """
     tree = _tree(fields)
     sources: dict[str, int] = {}
+    exact = frozenset(decimals)
 
     def local(path: str) -> str:
-        return f"_v{sources.setdefault(path, len(sources))}"
+        name = f"_v{sources.setdefault(path, len(sources))}"
+        return f"_d({name})" if path in exact else name
+
+    def lookup(path: str) -> str:
+        return f"_d(g({path!r}))" if path in exact else f"g({path!r})"
 
     fast = _record_literal(tree, aliases, constants, local)
-    slow = _record_literal(tree, aliases, constants, lambda path: f"g({path!r})")
+    slow = _record_literal(tree, aliases, constants, lookup)
     params = ", ".join(f"_c{i}" for i in range(len(constants)))
     if len(sources) >= 2:  # itemgetter returns a tuple only for two keys or more
         unpack = ", ".join(f"_v{i}" for i in range(len(sources)))
@@ -251,23 +273,32 @@ def _compiled(
         f"        return {slow}\n"
         "    return convert\n"
     )
-    namespace: dict[str, Any] = {"_ig": itemgetter(*sources) if sources else None}
+    namespace: dict[str, Any] = {
+        "_ig": itemgetter(*sources) if sources else None,
+        "_d": decimal_text,
+    }
     try:
         code = compile(source, "<intacct_api.records.RowPlan>", "exec")
     except (SyntaxError, RecursionError, MemoryError):  # absurdly deep paths: walk instead
-        return _walker(tree, aliases, constants)
+        return _walker(tree, aliases, constants, exact)
     exec(code, namespace)  # noqa: S102
     factory: Callable[..., _Converter] = namespace["factory"]
     return factory
 
 
 def _walker(
-    tree: Mapping[str, Any], aliases: tuple[tuple[str, str], ...], constants: tuple[str, ...]
+    tree: Mapping[str, Any],
+    aliases: tuple[tuple[str, str], ...],
+    constants: tuple[str, ...],
+    exact: frozenset[str] = frozenset(),
 ) -> Callable[..., _Converter]:
     """The same conversion interpreted (for trees too deep for the compiler's nesting limit)."""
 
+    def leaf(get: Callable[[str], Any], path: str) -> Any:
+        return decimal_text(get(path)) if path in exact else get(path)
+
     def build(get: Callable[[str], Any], node: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-        out = {name: get(prefix + name) for name, child in node.items() if child is None}
+        out = {name: leaf(get, prefix + name) for name, child in node.items() if child is None}
         for name, child in node.items():
             if child is not None:
                 out[name] = build(get, child, f"{prefix}{name}.")
@@ -323,10 +354,12 @@ class SchemaPruner:
 
     Used for records that arrive already nested (GET-by-key, operation streams), where the
     row plan does not apply. Objects without declared properties are kept whole; arrays of
-    objects are pruned item by item.
+    objects are pruned item by item. Decimal properties
+    (:func:`~intacct_api.decimals.is_decimal_property`) are written as exact decimal text,
+    as the row plan writes them.
     """
 
-    __slots__ = ("_allowed", "_children", "_items")
+    __slots__ = ("_allowed", "_children", "_decimals", "_items")
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         properties = schema.get("properties")
@@ -334,6 +367,11 @@ class SchemaPruner:
             frozenset(properties) if isinstance(properties, Mapping) else None
         )
         self._children: dict[str, SchemaPruner] = {}
+        self._decimals: frozenset[str] = frozenset(
+            name
+            for name, sub in (properties.items() if isinstance(properties, Mapping) else ())
+            if isinstance(sub, Mapping) and is_decimal_property(sub)
+        )
         items = schema.get("items")
         self._items: SchemaPruner | None = (
             SchemaPruner(items) if isinstance(items, Mapping) and _declares(items) else None
@@ -353,9 +391,13 @@ class SchemaPruner:
             return value
         allowed = self._allowed
         children = self._children
+        decimals = self._decimals
         out: dict[str, Any] = {}
         for name, item in value.items():
             if name not in allowed:
+                continue
+            if name in decimals:
+                out[name] = decimal_text(item)
                 continue
             child = children.get(name)
             out[name] = child(item) if child is not None and item is not None else item

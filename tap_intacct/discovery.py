@@ -20,8 +20,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from intacct_api.decimals import decimal_paths, to_warehouse_schema
 from intacct_api.errors import IntacctAPIError, UnknownObjectError
 from intacct_api.model_schema import model_to_record_schema
 from intacct_api.pager import MODIFIED_FIELD
@@ -63,6 +65,11 @@ class StreamDefinition:
     timestamp_field: str | None = None
     """Query field copied into ``_modified_at`` (None: the object has no timestamp)."""
     operation: OperationSpec | None = None
+
+    @cached_property
+    def decimal_fields(self) -> frozenset[str]:
+        """Dotted paths written as exact decimal strings (see :mod:`intacct_api.decimals`)."""
+        return decimal_paths(self.schema)
 
 
 def _has_modified(schema: dict[str, Any]) -> bool:
@@ -115,7 +122,7 @@ def object_definition(
     """The stream of one object, given the record schema from the spec or the model."""
     timestamp = MODIFIED_FIELD if _has_modified(record_schema) else None
     schema = with_synthetic_columns(
-        queryable_schema(without_deprecated_case_twins(record_schema, name)),
+        to_warehouse_schema(queryable_schema(without_deprecated_case_twins(record_schema, name))),
         modified_at=timestamp is not None,
         deletes=options.deletes != "off",
     )
@@ -194,7 +201,9 @@ def operation_definition(registry: SpecRegistry, spec: OperationSpec) -> StreamD
         result = result["items"]
     if not isinstance(result.get("properties"), dict):
         result = {"type": "object", "properties": {}}
-    schema = with_synthetic_columns(to_record_schema(result), modified_at=False, deletes=False)
+    schema = with_synthetic_columns(
+        to_warehouse_schema(to_record_schema(result)), modified_at=False, deletes=False
+    )
     keys = ("key",) if "key" in schema["properties"] else ()
     return StreamDefinition(
         name=spec.name,

@@ -313,6 +313,7 @@ class QueryStream(IntacctStream):
             self.selected_fields() if fields is None else fields,
             aliases=aliases,
             constants=constants,
+            decimals=self.definition.decimal_fields,
         )
 
     def start_filters(self, context: Context | None) -> list[dict[str, Any]]:
