@@ -12,7 +12,7 @@ thread hop would only add latency, and requests to the company stay strictly ord
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -55,7 +55,8 @@ def _keys_from_raw_path(request: Request) -> list[str]:
     """
     raw = request.scope.get("raw_path") or request.url.path.encode()
     segment = raw.decode("latin-1").split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    return [unquote(k).strip() for k in segment.split(",") if unquote(k).strip()]
+    # Not stripped: "1 " is not key 1 (the company answers 404 for it, as Intacct does).
+    return [unquote(k) for k in segment.split(",") if unquote(k).strip()]
 
 
 class _BadRequestError(Exception):
@@ -64,13 +65,14 @@ class _BadRequestError(Exception):
         self.response = response
 
 
-def entity_of(request: Request) -> str | None:
-    """Entity from either header spelling, else the token's own entity (`user@co|entity`).
+def entity_of(request: Request, names: Sequence[str] = _ENTITY_HEADERS) -> str | None:
+    """Entity from the header spellings read (`names`), else the token's own entity.
 
-    An empty header value explicitly means top level.
+    An empty header value explicitly means top level. A spelling not in `names` is ignored,
+    as an unknown header is (the `entity_headers` fault switch narrows the list).
     """
     headers = request.headers
-    for name in _ENTITY_HEADERS:
+    for name in names:
         value = headers.get(name)
         if value is not None:
             return value.strip() or None
@@ -78,8 +80,11 @@ def entity_of(request: Request) -> str | None:
     return principal.entity if principal else None
 
 
-def transaction_of(request: Request) -> bool:
-    return request.headers.get("x-ia-api-param-transaction", "").strip().lower() == "true"
+def transaction_of(
+    request: Request, names: Sequence[str] = ("x-ia-api-param-transaction",)
+) -> bool:
+    """Atomic batch requested with one of the spellings read (`transaction_headers` switch)."""
+    return any(request.headers.get(n, "").strip().lower() == "true" for n in names)
 
 
 def _run(call: Callable[[], Any]) -> Response:
@@ -107,6 +112,7 @@ class ApiRoutes:
     def __init__(self, state: EmulatorState) -> None:
         self.company = state.company
         self.idempotency: IdempotencyCache = state.idempotency
+        self.faults = state.faults
 
     def routes(self) -> list[Route]:
         prefix = API_PREFIX
@@ -129,9 +135,12 @@ class ApiRoutes:
     async def query(self, request: Request) -> Response:
         try:
             body = _require_object(await self._payload(request))
+            entity = self._entity(request)
         except _BadRequestError as bad:
             return bad.response
-        entity = entity_of(request)
+        refused = self.faults.forbidden(str(body.get("object") or ""))
+        if refused is not None:
+            return refused
         with paused_gc():
             return _run(
                 lambda: Response(self.company.query_json(body, entity=entity), media_type=JSON)
@@ -139,12 +148,26 @@ class ApiRoutes:
 
     async def model(self, request: Request) -> Response:
         params = dict(request.query_params)
+        name = params.get("name")
+        refused = self.faults.forbidden(name)
+        if refused is not None:
+            return refused
+        if name and name.split("::", 1)[0] in self.faults.knobs.tenant_lacks_objects:
+            # What Intacct answers for an object the tenant lacks (amp-labs connectors'
+            # handler and fixture): 200 and an empty result, not an error status.
+            return json_response({"ia::result": []})
         return _run(lambda: self.company.model(params))
 
     # ------------------------------------------------------------------ objects
     async def collection(self, request: Request) -> Response:
         name = _object_name(request)
-        entity = entity_of(request)
+        try:
+            entity = self._entity(request)
+        except _BadRequestError as bad:
+            return bad.response
+        refused = self.faults.forbidden(name)
+        if refused is not None:
+            return refused
         if request.method == "GET":
             try:
                 start = int(request.query_params.get("start", "1"))
@@ -157,7 +180,10 @@ class ApiRoutes:
             body = _batch_limit(self._decode(raw, request.method))
         except _BadRequestError as bad:
             return bad.response
-        transaction = transaction_of(request)
+        too_large = self.faults.too_large(len(body) if isinstance(body, list) else 1)
+        if too_large is not None:
+            return too_large
+        transaction = transaction_of(request, self.faults.transaction_header_names())
         if request.method == "POST":
 
             def create() -> Response:
@@ -183,8 +209,14 @@ class ApiRoutes:
             return not_found(request.url.path)
         if len(keys) > MAX_BATCH:
             return _too_many(len(keys))
-        entity = entity_of(request)
-        transaction = transaction_of(request)
+        try:
+            entity = self._entity(request)
+        except _BadRequestError as bad:
+            return bad.response
+        refused = self.faults.forbidden(name)
+        if refused is not None:
+            return refused
+        transaction = transaction_of(request, self.faults.transaction_header_names())
         if request.method == "GET":
             return _run(lambda: self.company.get(name, keys, entity=entity))
         if request.method == "DELETE":
@@ -211,6 +243,24 @@ class ApiRoutes:
         return self._idempotent(request, raw, entity, transaction, update)
 
     # ------------------------------------------------------------------ helpers
+    def _entity(self, request: Request) -> str | None:
+        """The request's entity; an entity the company does not have is refused (400).
+
+        Only a multi-entity company (one with `company-config/entity` records) checks: that is
+        what makes a misspelt entity header observable, since an ignored header would let the
+        same request through at top level (`intacct doctor` relies on the difference).
+        """
+        entity = entity_of(request, self.faults.entity_header_names())
+        if entity is not None and not self.company.has_entity(entity):
+            raise _BadRequestError(
+                invalid_request(
+                    f"The entity {entity} is not a valid entity of this company",
+                    "REST-1010",
+                    ENTITY=entity,
+                )
+            )
+        return entity
+
     async def _payload(self, request: Request) -> Any:
         return self._decode(await request.body(), request.method)
 
@@ -252,7 +302,7 @@ class ApiRoutes:
     ) -> Response:
         """Replay, refuse (409) or run-and-remember, per `Idempotency-Key`."""
         key = request.headers.get("idempotency-key")
-        if key is None:
+        if key is None or not self.faults.knobs.idempotency_keys:
             return run()
         if not key or len(key) > MAX_KEY_LENGTH:
             return invalid_request(
