@@ -437,6 +437,13 @@ class TokenManager:
             if failure is not None:
                 raise failure
 
+    def forget(self) -> None:
+        """Remove the stored tokens without revoking them (other sessions stay valid)."""
+        with self.store.locked():
+            self._cached = None
+            self.store.delete(self.key)
+        LOGGER.info("Removed tokens for %s from %s (not revoked)", self.key, self.store.path)
+
     def status(self) -> dict[str, Any]:
         """What `intacct token` shows: timing and presence flags, never a token value."""
         stored = self.store.load(self.key)
@@ -499,8 +506,7 @@ class TokenManager:
                 if not self.settings.uses_client_credentials:
                     raise
                 LOGGER.info(
-                    "Refresh for %s was refused (%s); minting a new token with client "
-                    "credentials",
+                    "Refresh for %s was refused (%s); minting a new token with client credentials",
                     self.key,
                     exc,
                 )

@@ -48,6 +48,13 @@ Some fields the spec/model list cannot be queried: Intacct answers HTTP 400 ``RE
 the field in ``placeholders.FIELD``. The pager drops that field from this query, logs ONE
 warning naming object and field, and retries the same page; callers read ``dropped_fields``
 (and the current ``fields``) to adjust the records they build.
+
+The replication field itself is different: public clients list about 106 objects whose query
+refuses ``audit.modifiedDateTime`` although the spec gives ~20 of them the field. When the
+refused field (in ``fields``, ``orderBy`` or a filter) is the pager's timestamp field, the
+pager raises :class:`ReplicationFieldRefusedError` before yielding anything from that query;
+the tap then reads the stream in full (keyset on ``key`` alone) with one warning, and
+remembers that in its state.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ __all__ = [
     "MODIFIED_FIELD",
     "PagingLoopError",
     "QueryPager",
+    "ReplicationFieldRefusedError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -129,6 +137,32 @@ class QueryClient(Protocol):
 
 class PagingLoopError(IntacctError):
     """The server returned a page that does not move the keyset cursor forward."""
+
+
+class ReplicationFieldRefusedError(IntacctAPIError):
+    """The query service refuses the timestamp field the keyset read sorts and filters on.
+
+    ``field`` is the pager's timestamp field, ``error`` the server's refusal (REST-1106 or the
+    same error in ``details[]``). Incremental reading of this object is impossible; a full
+    read on ``key`` alone still works. It *is* that API error (same status, ids, message), so
+    callers that only handle :class:`IntacctAPIError` keep working unchanged.
+    """
+
+    def __init__(self, object_name: str, field: str, error: IntacctAPIError) -> None:
+        super().__init__(
+            error.status,
+            error.message,
+            code=error.code,
+            error_id=error.error_id,
+            details=error.details,
+            support_id=error.support_id,
+            placeholders=error.placeholders,
+            operation=error.operation or object_name,
+            retry_after=error.retry_after,
+        )
+        self.object_name = object_name
+        self.field = field
+        self.error = error
 
 
 class QueryPager:
@@ -365,6 +399,9 @@ class QueryPager:
                 payload = self.client.query(body, entity=self.entity).json()
             except IntacctAPIError as exc:
                 refused = exc.refused_query_field()
+                ts = self.timestamp_field
+                if refused and ts and _same_field(refused, ts):
+                    raise ReplicationFieldRefusedError(self.object_name, ts, exc) from exc
                 name = self._match_field(refused) if refused else None
                 if name is None:
                     raise
@@ -404,3 +441,9 @@ class QueryPager:
             self.object_name,
             name,
         )
+
+
+def _same_field(reported: str, ours: str) -> bool:
+    """Whether the field Intacct names is ``ours`` (exact, any case, or its last segment)."""
+    reported, ours = reported.strip().lower(), ours.lower()
+    return reported == ours or reported == ours.rsplit(".", 1)[-1]

@@ -50,7 +50,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
 
 from intacct_api.client import DEFAULT_ENTITY
-from intacct_api.pager import QueryPager
+from intacct_api.pager import QueryPager, ReplicationFieldRefusedError
 from intacct_api.records import RowPlan, SchemaPruner, field_paths
 from tap_intacct.columns import DELETED_AT, ENTITY, MODIFIED_AT, SYNTHETIC_COLUMNS
 from tap_intacct.deletes import (
@@ -70,6 +70,8 @@ __all__ = ["IntacctStream", "OperationStream", "QueryStream", "StreamStats"]
 
 _KEYSCAN_STATE = "keyscan"
 _AUDIT_STATE = "audit_deletes_since"
+_INCREMENTAL_REFUSED_STATE = "incremental_refused"
+"""Partition state key set when the query service refused the replication field."""
 
 
 def utc_iso(moment: dt.datetime) -> str:
@@ -109,6 +111,8 @@ class IntacctStream(Stream):
         self._fast_state = False
         self._state_for: Context | None = None
         self._state_dict: dict[str, Any] | None = None
+        self._full_table = False
+        """This partition is read in full: its query refuses the replication field."""
 
     # -- ordering and state -------------------------------------------------------------------
 
@@ -227,6 +231,8 @@ class IntacctStream(Stream):
         (null or non-string values, other stream settings) goes through the SDK.
         """
         key = self.replication_key
+        if self._full_table:
+            return  # no timestamp in these records: the bookmark stays where it was
         if self._fast_state and key is not None:
             value = latest_record[key]
             if type(value) is str:
@@ -337,7 +343,13 @@ class QueryStream(IntacctStream):
     # -- the read -------------------------------------------------------------------------------
 
     def _read(self, context: Context | None) -> Iterator[dict[str, Any]]:
-        """Records of one partition, page by page; then deletions if configured."""
+        """Records of one partition, page by page; then deletions if configured.
+
+        When the query service refuses the replication field (``audit.modifiedDateTime``) for
+        this object, the partition is read in full on ``key`` instead, with one warning, and
+        the refusal is remembered in the partition's state so later runs read it in full
+        straight away (an INFO line says so) instead of failing the run.
+        """
         tap = self.intacct_tap
         options = tap.options
         object_name = self.definition.object_name
@@ -347,24 +359,78 @@ class QueryStream(IntacctStream):
             entity: str | None = context[ENTITY]
         else:
             entity_arg, entity = DEFAULT_ENTITY, tap.connection.entity
+        state = self.get_context_state(context)
+        ts_field = self.definition.timestamp_field
+        self._full_table = bool(ts_field and state.get(_INCREMENTAL_REFUSED_STATE))
+        if self._full_table:
+            self.logger.info(
+                "%s: read in full (the query service refused %s in an earlier run; remove %r "
+                "from the state to try incremental reads again)",
+                self.name,
+                ts_field,
+                _INCREMENTAL_REFUSED_STATE,
+            )
+        seen: set[str] = set()
+        self.stats.partitions += 1
+        try:
+            yield from self._read_pages(context, entity_arg, entity, seen)
+        except ReplicationFieldRefusedError as refused:
+            if self._full_table:
+                raise
+            self._full_table = True
+            state[_INCREMENTAL_REFUSED_STATE] = {
+                "field": refused.field,
+                "error": refused.error.error_id or str(refused.error.status),
+            }
+            self.logger.warning(
+                "%s: the query service refuses %s for %s (%s); this stream is read in full "
+                "(FULL_TABLE on key) from now on, and that is remembered in the state",
+                self.name,
+                refused.field,
+                object_name,
+                refused.error,
+            )
+            seen.clear()
+            yield from self._read_pages(context, entity_arg, entity, seen)
+        keep_keys = options.deletes == "keyscan" and (
+            self._full_table or not self.start_filters(context)
+        )
+        if options.deletes == "keyscan":
+            yield from self._keyscan_deletions(
+                context, entity_arg, entity, seen if keep_keys else None
+            )
+        elif options.deletes == "audit":
+            yield from self._audit_deletions(context, entity_arg, entity)
+
+    def _read_pages(
+        self, context: Context | None, entity_arg: Any, entity: str | None, seen: set[str]
+    ) -> Iterator[dict[str, Any]]:
+        """The records of one query over the partition (incremental, or in full on key)."""
+        tap = self.intacct_tap
+        options = tap.options
+        object_name = self.definition.object_name
+        assert object_name is not None
         plan = self.row_plan(entity)
-        filters = self.start_filters(context)
+        ts_field = self.definition.timestamp_field
+        filters = [] if self._full_table else self.start_filters(context)
         keep_keys = options.deletes == "keyscan" and not filters
+        fields = plan.requested_fields()
+        if self._full_table and ts_field:
+            fields = [f for f in fields if f != ts_field]
+            plan = self.row_plan(entity, [f for f in plan.fields if f != ts_field])
         pager = QueryPager(
             tap.client,
             object_name,
-            plan.requested_fields(),
+            fields,
             filters=filters,
             page_size=options.page_size,
             include_private=options.include_private,
             entity=entity_arg,
-            timestamp_field=self.definition.timestamp_field,
+            timestamp_field=None if self._full_table else ts_field,
         )
-        seen: set[str] = set()
         started = time.monotonic()
         dropped: tuple[str, ...] = ()
         convert = plan.convert
-        self.stats.partitions += 1
         with metrics.http_request_counter(self.name, "/services/core/query") as requests:
             requests.with_context(context)
             try:
@@ -393,12 +459,6 @@ class QueryStream(IntacctStream):
                     if name not in self.stats.dropped_fields:
                         self.stats.dropped_fields.append(name)
                 self.stats.seconds += time.monotonic() - started
-        if options.deletes == "keyscan":
-            yield from self._keyscan_deletions(
-                context, entity_arg, entity, seen if keep_keys else None
-            )
-        elif options.deletes == "audit":
-            yield from self._audit_deletions(context, entity_arg, entity)
 
     # -- deletes --------------------------------------------------------------------------------
 

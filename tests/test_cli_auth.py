@@ -190,7 +190,7 @@ def test_login_client_credentials_then_token_then_logout(
     assert re.search(r"access token:  valid, expires in (59m \d\ds|1h 00m)", result_text)
 
     tokens = stored_tokens(tmp_path, server, "ws-user@ACME")
-    result = invoke(["logout"], env)
+    result = invoke(["logout", "--all-sessions"], env)
     assert result.exit_code == 0, result.output
     assert "Logged out" in result.output
     assert set(server.state.revoked) == {tokens.access_token, tokens.refresh_token}

@@ -281,8 +281,36 @@ def token(
         raise typer.Exit(1)
 
 
-def logout(ctx: typer.Context) -> None:
-    """Revoke the stored tokens at Intacct and remove them from the token store."""
+POOLED_WARNING = (
+    "Intacct pools tokens per user and company: revoking signs out EVERY session of {who} "
+    "in that company (other tap/target runs, other machines and other applications that use "
+    "this user must log in again)."
+)
+
+
+def logout(
+    ctx: typer.Context,
+    all_sessions: Annotated[
+        bool,
+        typer.Option(
+            "--all-sessions",
+            help="Confirm revoking at Intacct, which ends every session of this user and company.",
+        ),
+    ] = False,
+    local_only: Annotated[
+        bool,
+        typer.Option(
+            "--local-only",
+            help="Only remove the tokens from the local store; revoke nothing at Intacct.",
+        ),
+    ] = False,
+) -> None:
+    """Revoke the stored tokens at Intacct and remove them from the token store.
+
+    Revoking one token revokes all tokens of that user and company (Intacct pools them), so
+    the command says so first and goes ahead only with ``--all-sessions`` or a confirmation
+    at the prompt; ``--local-only`` forgets the tokens here without touching other sessions.
+    """
     try:
         manager = _manager(ctx)
         had_tokens = manager.status()["logged_in"]
@@ -291,6 +319,21 @@ def logout(ctx: typer.Context) -> None:
     if not had_tokens:
         typer.echo(f"No tokens stored for {manager.key}; nothing to do.")
         return
+    if local_only:
+        manager.forget()
+        typer.echo(f"Removed the stored tokens of {manager.key}; nothing was revoked at Intacct.")
+        return
+    who = manager.settings.username or "the user who logged in"
+    typer.echo(POOLED_WARNING.format(who=who), err=True)
+    if not all_sessions:
+        confirmed = sys.stdin.isatty() and typer.confirm(
+            "Revoke all sessions of this user and company?", default=False, err=True
+        )
+        if not confirmed:
+            fail(
+                "not revoked: pass --all-sessions to revoke every session of this user and "
+                "company, or --local-only to only remove the tokens stored here"
+            )
     try:
         manager.revoke()
     except IntacctError as exc:
