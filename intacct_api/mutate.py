@@ -10,10 +10,16 @@ stream name) and an iterable of records it:
   in order of first appearance, and cuts each group into requests of at most `batch_size`
   (<= 500) records. The cut depends only on the input, so a rerun on the same input produces
   the same request bodies;
-* sends every write with an `Idempotency-Key` derived from (object, operation, method, path,
-  entity, transaction flag, exact body): a retry, or a rerun after a crash within Intacct's
-  48-hour replay window, replays instead of writing twice. Upsert by natural key (`match_on`)
-  covers reruns after the window;
+* sends every POST/PATCH with an `Idempotency-Key` unique to that write attempt, taken from a
+  `KeySource` (`intacct_api.write_journal`): the client re-sends it only for retries of that
+  request, and a target's write journal re-sends it only for the rerun of a load interrupted
+  before the request's outcome was recorded. A replayed answer is reported `replayed`; a write
+  whose outcome is unknown after all retries is reported `unknown`, never `error`. DELETE
+  carries no key (Intacct does not support one there); deleting an already-deleted key is `ok`
+  with a note. Upsert by natural key (`match_on`) covers reruns after the replay window;
+* isolates the culprits when Intacct rejects a whole multi-record request without naming a
+  record (400, e.g. a body it cannot parse): the batch is split and re-sent in halves (fresh
+  keys, bounded), so the good records are written and only the bad ones fail;
 * runs requests in parallel (a small thread pool sized to the client's concurrency; the
   client's own semaphore is the real bound) and yields results **in input order**, window by
   window, so memory stays bounded for a stream of millions of records.
@@ -26,7 +32,7 @@ owner: a PATCH of the owner whose owned list carries the lines.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -37,12 +43,19 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from intacct_api.client import DEFAULT_ENTITY, encode_path_value
-from intacct_api.errors import IntacctError, UnknownObjectError, UnknownOperationError
+from intacct_api.errors import (
+    IntacctAPIError,
+    IntacctError,
+    UnknownObjectError,
+    UnknownOperationError,
+)
 from intacct_api.mutate_results import (
     ERROR,
     OK,
+    UNKNOWN,
     ItemOutcome,
     MutateResult,
+    is_whole_request_error,
     outcome_from_exception,
     outcomes_from_response,
 )
@@ -52,6 +65,7 @@ from intacct_api.mutate_validation import (
     RequestPreparer,
 )
 from intacct_api.records import nest
+from intacct_api.write_journal import FreshKeys, KeySource, request_fingerprint
 
 if TYPE_CHECKING:
     from intacct_api.client import IntacctClient
@@ -64,7 +78,6 @@ __all__ = [
     "MutateItem",
     "MutatePlan",
     "MutateResult",
-    "idempotency_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,56 +88,18 @@ OPERATIONS = ("create", "update", "upsert", "delete")
 ENTITY_FIELD = "_entity"
 LOOKUP_PAGE_SIZE = 4000
 _BODY_ENCODER = msgspec.json.Encoder(order="sorted", decimal_format="number")
-"""Request bodies: keys sorted (the idempotency key hashes these very bytes, so the same
-content is the same key), ``Decimal`` amounts as exact JSON numbers."""
+"""Request bodies: keys sorted (a rerun of the same input builds the same bytes, which is how
+the write journal recognises an interrupted request), ``Decimal`` amounts as exact JSON
+numbers."""
+MAX_ISOLATION_REQUESTS = 64
+"""Requests one rejected batch may be split into while isolating the records that made
+Intacct refuse it as a whole (one bad record among 500 costs about 2 x log2(500) = 18)."""
+CACHED_DATE_HEADER = "x-ia-idempotency-cached-date"
+"""Sent by Intacct when it answers from its idempotency cache instead of executing."""
 _NO_ENTITY = ""
 _SINGLE_STATUSES = (200, 201, 204, 207)
+_NOT_FOUND_CODES = frozenset({"404", "REST-1050", "notFound"})
 _BATCH_STATUSES = (*_SINGLE_STATUSES, 400, 404, 409, 422)
-
-
-def idempotency_key(
-    object_name: str,
-    operation: str,
-    method: str,
-    path: str,
-    body: Any,
-    *,
-    entity: str | None = None,
-    transaction: bool = False,
-) -> str:
-    """A stable Idempotency-Key for one write request (sha256 hex, 64 characters).
-
-    The same request content gives the same key in any process on any day, which is what lets
-    Intacct replay a request we are not sure reached it; a different body gives a different key
-    (the same key with another body would be refused with 409).
-    """
-    return _idempotency_key(
-        object_name,
-        operation,
-        method,
-        path,
-        _BODY_ENCODER.encode(body),
-        entity=entity,
-        transaction=transaction,
-    )
-
-
-def _idempotency_key(
-    object_name: str,
-    operation: str,
-    method: str,
-    path: str,
-    content: bytes,
-    *,
-    entity: str | None,
-    transaction: bool,
-) -> str:
-    digest = hashlib.sha256()
-    for part in (object_name, operation, method.upper(), path, entity or "", str(transaction)):
-        digest.update(part.encode())
-        digest.update(b"\x00")
-    digest.update(content)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -232,6 +207,7 @@ class MutateEngine:
         match_on: str = "id",
         max_workers: int | None = None,
         max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
+        keys: KeySource | None = None,
     ) -> None:
         if client is None and not dry_run:
             raise ValueError("a client is required unless dry_run is set")
@@ -245,6 +221,7 @@ class MutateEngine:
         concurrency = client.settings.max_concurrency if client is not None else 1
         self.max_workers = max(1, int(max_workers or concurrency or 1))
         self.max_string_length = max_string_length
+        self.keys: KeySource = keys or FreshKeys()
         self._preparers: dict[tuple[str, str], RequestPreparer] = {}
         self._lock = threading.Lock()
         self._warned: set[tuple[str, str]] = set()
@@ -427,11 +404,12 @@ class MutateEngine:
             for prepared in task.items:
                 operation, outcome, request = outcomes[prepared.pos]
                 item = window[prepared.pos]
+                status = OK if outcome.ok else UNKNOWN if outcome.unknown else ERROR
                 results[prepared.pos] = MutateResult(
                     index=item.index,
                     operation=operation,
                     object=info.name,
-                    status=OK if outcome.ok else ERROR,
+                    status=status,
                     request=request if request is not None else prepared.body,
                     key=outcome.key or (prepared.key if outcome.ok else None),
                     id=outcome.id,
@@ -442,6 +420,9 @@ class MutateEngine:
                     warnings=prepared.warnings if self.dry_run else [],
                     dry_run=self.dry_run,
                     line=item.line,
+                    replayed=outcome.replayed,
+                    note=outcome.note,
+                    idempotency_key=outcome.idempotency_key,
                 )
         return [r for r in results if r is not None]
 
@@ -588,31 +569,38 @@ class MutateEngine:
         *,
         object_name: str | None = None,
         path_info: ObjectInfo | None = None,
+        budget: list[int] | None = None,
     ) -> dict[int, tuple[str, ItemOutcome, dict[str, Any] | None]]:
-        """One write request for ``items``; outcomes by window position."""
+        """One write request for ``items``; outcomes by window position.
+
+        A multi-record request Intacct refuses as a whole (400, no record named) is split in
+        halves and re-sent, within ``budget`` requests, so one bad record fails alone.
+        """
         assert self.client is not None
         target = path_info or info
+        echo = [p.body if operation != "delete" else {"key": p.key} for p in items]
         try:
             method, path, body = self._request_for(target, operation, items)
         except IntacctError as exc:  # e.g. a key that cannot be put in a path
             failed = outcome_from_exception(exc)
-            return {
-                p.pos: (operation, failed, p.body if operation != "delete" else {"key": p.key})
-                for p in items
-            }
+            return {p.pos: (operation, failed, e) for p, e in zip(items, echo, strict=True)}
         effective_entity = entity or self.client.settings.entity
-        # encoded once: the bytes sent are the bytes the key is derived from (Decimal amounts
+        # encoded once: the bytes sent are the bytes the journal fingerprints (Decimal amounts
         # as exact JSON numbers; the client passes a Raw value through unchanged)
         content = None if body is None else _BODY_ENCODER.encode(body)
-        key = _idempotency_key(
-            object_name or info.name,
-            operation,
-            method,
-            path,
-            content if content is not None else b"null",
-            entity=effective_entity,
-            transaction=self.atomic,
-        )
+        key = None
+        if method != "DELETE":  # Intacct: GET and DELETE do not support Idempotency-Key
+            fingerprint = request_fingerprint(
+                object_name or info.name,
+                operation,
+                method,
+                path,
+                content if content is not None else b"null",
+                entity=effective_entity,
+                transaction=self.atomic,
+            )
+            key = self.keys.key_for(fingerprint, what=f"{operation} {len(items)} {target.name}")
+        whole_request_rejected = False
         try:
             response = self.client.request(
                 method,
@@ -626,18 +614,60 @@ class MutateEngine:
                 # carries one entry per record: read it rather than raise on the first error
                 expected=_BATCH_STATUSES if isinstance(body, list) else _SINGLE_STATUSES,
             )
-            outcomes = outcomes_from_response(response.status, response.json(), len(items))
+            payload = response.json()
+            outcomes = outcomes_from_response(response.status, payload, len(items))
+            whole_request_rejected = response.status == 400 and is_whole_request_error(payload)
+            if response.headers.get(CACHED_DATE_HEADER):
+                cached = response.headers[CACHED_DATE_HEADER]
+                for outcome in outcomes:
+                    outcome.replayed = True
+                    outcome.note = (
+                        f"replayed: Intacct answered from its idempotency cache ({cached}); "
+                        "this request had already been executed, it was not executed again"
+                    )
         except Exception as exc:  # every record of the request gets the failure
             if not isinstance(exc, IntacctError):
                 logger.exception("unexpected failure writing %s", target.name)
             failed = outcome_from_exception(exc)
             outcomes = [failed for _ in items]
+            whole_request_rejected = (
+                isinstance(exc, IntacctAPIError) and exc.status == 400 and not failed.unknown
+            )
+        if operation == "delete":
+            outcomes = [_already_deleted(o) for o in outcomes]
+        if whole_request_rejected and len(items) > 1 and not self.atomic:
+            budget = budget if budget is not None else [MAX_ISOLATION_REQUESTS]
+            if budget[0] >= 2:
+                budget[0] -= 2
+                if key is not None:
+                    self.keys.settle([key])  # answered: this key is never needed again
+                half = len(items) // 2
+                logger.warning(
+                    "%s: Intacct refused a request of %d records as a whole (%s); re-sending "
+                    "it in halves to find the records at fault",
+                    target.name,
+                    len(items),
+                    outcomes[0].error,
+                )
+                out = {}
+                for part in (items[:half], items[half:]):
+                    out.update(
+                        self._send(
+                            info,
+                            operation,
+                            entity,
+                            part,
+                            object_name=object_name,
+                            path_info=path_info,
+                            budget=budget,
+                        )
+                    )
+                return out
         if self.atomic and not all(o.ok for o in outcomes):
             outcomes = _roll_back(outcomes, items)
-        return {
-            p.pos: (operation, o, p.body if operation != "delete" else {"key": p.key})
-            for p, o in zip(items, outcomes, strict=True)
-        }
+        for outcome in outcomes:
+            outcome.idempotency_key = key
+        return {p.pos: (operation, o, e) for p, o, e in zip(items, outcomes, echo, strict=True)}
 
     def _request_for(
         self, target: ObjectInfo, operation: str, items: list[_Prepared]
@@ -782,13 +812,7 @@ class MutateEngine:
         for owner, (owner_key, lines) in zip(owners, by_owner.items(), strict=True):
             _, outcome, _request = sent[owner.pos]
             for prepared in lines:
-                line_outcome = ItemOutcome(
-                    ok=outcome.ok,
-                    key=prepared.key,
-                    href=outcome.href,
-                    error=outcome.error,
-                    error_code=outcome.error_code,
-                )
+                line_outcome = dataclasses.replace(outcome, key=prepared.key, id=None)
                 echo = {back_ref: {"key": owner_key}, **prepared.body}
                 out[prepared.pos] = (line_op, line_outcome, echo)
         return out
@@ -813,6 +837,20 @@ def _owner_key(info: ObjectInfo, record: Mapping[str, Any]) -> str | None:
         return None
     value = _dig(record, f"{_camel(info.owner.partition('/')[2])}.key")
     return None if value in (None, "") else str(value)
+
+
+def _already_deleted(outcome: ItemOutcome) -> ItemOutcome:
+    """A delete answered "not found" did what was asked: the record is gone (a rerun, or a
+    retry of a delete whose first answer was lost). Reported ``ok`` with a note, not an error."""
+    if outcome.ok or outcome.unknown:
+        return outcome
+    code = outcome.error_code or ""
+    if code in _NOT_FOUND_CODES or "not found" in (outcome.error or "").lower():
+        return ItemOutcome(
+            ok=True,
+            note=f"already deleted: Intacct has no record with this key ({outcome.error})",
+        )
+    return outcome
 
 
 def _roll_back(outcomes: list[ItemOutcome], items: list[_Prepared]) -> list[ItemOutcome]:

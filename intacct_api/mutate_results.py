@@ -15,11 +15,27 @@ from typing import Any
 
 from intacct_api.errors import IntacctAPIError, IntacctError, scrub
 
-__all__ = ["ERROR", "OK", "SKIPPED", "ItemOutcome", "MutateResult", "outcomes_from_response"]
+__all__ = [
+    "ERROR",
+    "OK",
+    "SKIPPED",
+    "UNKNOWN",
+    "ItemOutcome",
+    "MutateResult",
+    "is_whole_request_error",
+    "outcomes_from_response",
+]
 
 OK = "ok"
+"""Written: Intacct confirmed it (possibly by replaying an earlier execution, see ``replayed``)."""
 ERROR = "error"
+"""Not written: refused locally or by Intacct."""
 SKIPPED = "skipped"
+"""Deliberately not sent (a delete while ``allow_deletes`` is off)."""
+UNKNOWN = "unknown"
+"""May or may not have been written: an attempt may have been executed and no answer settled
+it. A rerun within 48 hours re-sends the same request with the same Idempotency-Key and learns
+the outcome; an upsert's look-up by natural key settles it later too."""
 
 
 @dataclass
@@ -44,6 +60,9 @@ class MutateResult:
     warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
     line: int | None = None
+    replayed: bool = False
+    note: str | None = None
+    idempotency_key: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -69,6 +88,12 @@ class MutateResult:
         ):
             if value is not None:
                 out[name] = value
+        if self.replayed:
+            out["replayed"] = True
+        if self.note:
+            out["note"] = self.note
+        if self.idempotency_key:
+            out["idempotencyKey"] = self.idempotency_key
         if self.warnings:
             out["warnings"] = list(self.warnings)
         if self.dry_run:
@@ -79,7 +104,11 @@ class MutateResult:
 
 @dataclass
 class ItemOutcome:
-    """What the API said about one element of a request."""
+    """What the API said about one element of a request.
+
+    ``unknown``: not ok, yet maybe written (see :data:`UNKNOWN`). ``replayed``: ok because
+    Intacct replayed the cached answer of an earlier execution of the same request.
+    """
 
     ok: bool
     key: str | None = None
@@ -87,6 +116,10 @@ class ItemOutcome:
     href: str | None = None
     error: str | None = None
     error_code: str | None = None
+    unknown: bool = False
+    replayed: bool = False
+    note: str | None = None
+    idempotency_key: str | None = None
 
 
 def _text(value: Any) -> str | None:
@@ -164,10 +197,37 @@ def outcomes_from_response(status: int, payload: Any, count: int) -> list[ItemOu
     return outcomes
 
 
+def is_whole_request_error(payload: Any) -> bool:
+    """True when an answer rejects the request as a whole instead of record by record (an
+    ``ia::error`` at the top, or as the single result of a multi-record request)."""
+    if not isinstance(payload, Mapping):
+        return False
+    if isinstance(payload.get("ia::error"), Mapping):
+        return True
+    result = payload.get("ia::result")
+    return isinstance(result, Mapping) and isinstance(result.get("ia::error"), Mapping)
+
+
 def outcome_from_exception(exc: BaseException) -> ItemOutcome:
-    """The outcome every record of a failed request gets (whole-request failure)."""
+    """The outcome every record of a failed request gets (whole-request failure).
+
+    An error whose ``outcome_unknown`` is set (an earlier attempt may have been executed)
+    gives an *unknown* outcome: reporting it as failed could be a lie.
+    """
+    unknown = bool(getattr(exc, "outcome_unknown", False))
     if isinstance(exc, IntacctAPIError):
-        return ItemOutcome(ok=False, error=str(exc), error_code=exc.error_id or exc.code)
-    if isinstance(exc, IntacctError):
-        return ItemOutcome(ok=False, error=str(exc), error_code=type(exc).__name__)
-    return ItemOutcome(ok=False, error=f"{type(exc).__name__}: {exc}", error_code="internalError")
+        code = exc.error_id or exc.code
+    elif isinstance(exc, IntacctError):
+        code = type(exc).__name__
+    else:
+        return ItemOutcome(
+            ok=False, error=f"{type(exc).__name__}: {exc}", error_code="internalError"
+        )
+    error = str(exc)
+    if unknown:
+        error = (
+            f"outcome unknown: an attempt may have been written before this failure ({error}); "
+            "rerun the load within 48 hours to settle it (the same request is re-sent with "
+            "the same Idempotency-Key)"
+        )
+    return ItemOutcome(ok=False, error=error, error_code=code, unknown=unknown)

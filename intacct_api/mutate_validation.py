@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import difflib
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,11 @@ _UNSET = object()
 _NUMBER_TEXT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 """A decimal number as text: ``12``, ``-0.50``, ``1e3``; not ``12,5``, ``1_000``, ``NaN``."""
 _NUMERIC_TYPES = frozenset({"number", "integer"})
+_LARGEST_NUMBER = decimal.Decimal("1.7976931348623157e308")
+"""The largest JSON number a receiving parser can hold (an IEEE double): beyond it, a value
+such as ``1e309`` makes the whole request body unparseable (REST-1064) and fails every record
+of the batch, so it is refused for its own record before sending."""
+_LARGEST_INTEGER = int(_LARGEST_NUMBER)
 
 
 _ObjectFn = Callable[[Mapping[str, Any], str, list[str]], dict[str, Any]]
@@ -390,7 +396,7 @@ class RequestPreparer:
             def number(value: Any, prefix: str, name: str, dropped: list[str]) -> Any:
                 kind = type(value)
                 if kind is int or kind is float:
-                    return value
+                    return _in_range(value, prefix + name)
                 if kind is str or kind is decimal.Decimal:
                     return _to_number(value, plan, prefix + name)
                 return slow(value, prefix, name, dropped)
@@ -481,6 +487,8 @@ class RequestPreparer:
             return self._decimal(value, plan, path)
         if plan.numeric and isinstance(value, str | decimal.Decimal):
             return _to_number(value, plan, path)
+        if isinstance(value, decimal.Decimal | float | int) and not isinstance(value, bool):
+            _in_range(value, path)
         if isinstance(value, decimal.Decimal):
             return _decimal_to_number(value, plan.types)
         if isinstance(value, str):
@@ -506,6 +514,7 @@ class RequestPreparer:
             raise InvalidRecordError(path, f"{_describe(value)} is not a decimal number") from None
         if not number.is_finite():
             raise InvalidRecordError(path, f"{_describe(value)} is not a finite decimal number")
+        _in_range(number, path)
         places = plan.precision
         if places is not None:
             exponent = number.normalize().as_tuple().exponent
@@ -531,7 +540,10 @@ class RequestPreparer:
         if isinstance(value, dt.date | dt.time):
             return value.isoformat()
         if isinstance(value, decimal.Decimal):
+            _in_range(value, path)
             return format_decimal(value, None)
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            return _in_range(value, path)
         if isinstance(value, str) and len(value) > self.max_string_length:
             raise InvalidRecordError(
                 path,
@@ -607,11 +619,35 @@ def _to_number(value: str | decimal.Decimal, plan: FieldPlan, path: str) -> int 
         number = value
         if not number.is_finite():
             raise InvalidRecordError(path, f"{_describe(value)} is not a finite number")
+    _in_range(number, path)
     if "number" in plan.types:
         return number
     if number != number.to_integral_value():
         raise InvalidRecordError(path, f"{_describe(value)} is not an integer")
-    return int(number)
+    return _in_range(int(number), path)
+
+
+def _in_range(value: Any, path: str) -> Any:
+    """``value`` if it can travel as a JSON number Intacct can parse, else raise naming it.
+
+    Non-finite floats are not JSON at all; numbers beyond a double (``1e309``) make the request
+    body unparseable, which would fail the whole batch.
+    """
+    if type(value) is int:
+        if -_LARGEST_INTEGER <= value <= _LARGEST_INTEGER:
+            return value
+        digits = len(str(abs(value)))
+        raise InvalidRecordError(path, f"an integer of {digits} digits is out of range")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidRecordError(path, f"{value!r} is not a finite number")
+        return value
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise InvalidRecordError(path, f"{_describe(value)} is not a finite number")
+        if value and abs(value) > _LARGEST_NUMBER:
+            raise InvalidRecordError(path, f"{_describe(value)} is out of range for a JSON number")
+    return value
 
 
 def _suggest(name: str, props: Mapping[str, Any]) -> str:

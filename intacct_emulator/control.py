@@ -33,6 +33,8 @@ class ControlRoutes:
             Route(base + "/stats", self.stats, methods=["GET"]),
             Route(base + "/reset", self.reset, methods=["POST"]),
             Route(base + "/faults", self.faults, methods=["GET", "POST"]),
+            Route(base + "/clock", self.clock, methods=["GET", "POST"]),
+            Route(base + "/idempotency", self.idempotency, methods=["GET", "POST"]),
         ]
 
     async def health(self, request: Request) -> Response:
@@ -85,6 +87,41 @@ class ControlRoutes:
         knobs = state.faults.snapshot()
         knobs["refuse_query_fields"] = state.effective_refused_fields()
         return json_response(knobs)
+
+    async def clock(self, request: Request) -> Response:
+        """The emulated clock: POST ``{"advance_seconds": N}`` or ``{"offset_seconds": N}``.
+
+        Lets a test cross Intacct's 48-hour replay and 60-day key windows in a second.
+        """
+        clock = self.state.idempotency.clock
+        if request.method == "POST":
+            body = await _json_object(request)
+            if isinstance(body, Response):
+                return body
+            unknown = set(body) - {"advance_seconds", "offset_seconds"}
+            if unknown:
+                return _bad(f"unknown clock option(s): {', '.join(sorted(unknown))}")
+            try:
+                if "offset_seconds" in body:
+                    clock.offset = float(body["offset_seconds"])
+                if "advance_seconds" in body:
+                    clock.advance(float(body["advance_seconds"]))
+            except (TypeError, ValueError):
+                return _bad("clock options take a number of seconds")
+        return json_response(clock.snapshot())
+
+    async def idempotency(self, request: Request) -> Response:
+        """GET/POST the undocumented idempotency choices (``after_result_ttl``)."""
+        cache = self.state.idempotency
+        if request.method == "POST":
+            body = await _json_object(request)
+            if isinstance(body, Response):
+                return body
+            try:
+                cache.configure(body)
+            except ValueError as exc:
+                return _bad(str(exc))
+        return json_response(cache.snapshot())
 
 
 async def _json_object(request: Request) -> dict[str, Any] | Response:

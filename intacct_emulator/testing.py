@@ -105,6 +105,16 @@ class _Controls:
         """Reset stats, faults, data, tokens, idempotency; `tokens=False` keeps tokens."""
         self._control("POST", "reset", json=parts)
 
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        """Move the emulated clock (idempotency windows) forward by ``seconds``."""
+        result: dict[str, Any] = self._control("POST", "clock", {"advance_seconds": seconds})
+        return result
+
+    def set_idempotency(self, **options: Any) -> dict[str, Any]:
+        """Switch undocumented idempotency behaviour (``after_result_ttl``)."""
+        result: dict[str, Any] = self._control("POST", "idempotency", options)
+        return result
+
     def set_faults(self, **knobs: Any) -> dict[str, Any]:
         """Change fault knobs (names as in `intacct_emulator.faults.FaultKnobs`)."""
         result: dict[str, Any] = self._control("POST", "faults", json=knobs)

@@ -77,6 +77,9 @@ class ResultPipeline:
             self._pending.append((stream, future))
             if lane is not None:
                 self._lanes[lane] = future
+        # results are written as soon as a batch is done, even while no input arrives: that
+        # is what lets a STATE waiting for them go out mid-load
+        future.add_done_callback(lambda _done: self._collect(block=False))
         self._collect(block=False)
 
     def add(self, stream: str, results: list[MutateResult]) -> None:
@@ -98,20 +101,39 @@ class ResultPipeline:
         self._collect(block=True)
 
     def _collect(self, *, block: bool, limit: int | None = None) -> None:
+        """Write finished batches' results in submission order.
+
+        A non-blocking collect never waits for the lock either: it runs in worker threads
+        (a batch's done-callback) and must not stall the pool a blocking collector waits on.
+        Whoever holds the lock re-checks after releasing it, so no finished batch is left
+        unwritten because its callback found the lock taken.
+        """
         written = 0
-        with self._collect_lock:
-            while limit is None or written < limit:
-                with self._lock:
-                    if not self._pending:
-                        return
-                    stream, future = self._pending[0]
-                    if not block and not future.done():
-                        return
-                future.exception()  # wait for it (outside the state lock)
-                with self._lock:
-                    self._pending.popleft()
-                written += 1
-                self._write(stream, future.result())  # re-raises a job's unexpected error
+        while True:
+            if not self._collect_lock.acquire(blocking=block):
+                return
+            try:
+                while limit is None or written < limit:
+                    with self._lock:
+                        if not self._pending:
+                            return
+                        stream, future = self._pending[0]
+                        if not block and not future.done():
+                            break
+                    future.exception()  # wait for it (outside the state lock)
+                    with self._lock:
+                        self._pending.popleft()
+                    written += 1
+                    self._write(stream, future.result())  # re-raises a job's unexpected error
+                if limit is not None and written >= limit:
+                    return
+            finally:
+                self._collect_lock.release()
+            with self._lock:
+                head_done = bool(self._pending) and self._pending[0][1].done()
+            if not head_done:
+                return
+            block = False
 
     def close(self) -> None:
         """Collect everything, then stop the worker threads (idempotent)."""

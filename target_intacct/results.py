@@ -84,9 +84,13 @@ class ResultsWriter:
             buffer += b"\n"
             if result.status == "skipped":
                 counts[(stream, "skipped")] += 1
+            elif result.status == "unknown":
+                counts[(stream, "unknown")] += 1
             elif result.ok:
                 what = "validated" if result.dry_run else _COUNTED.get(result.operation)
                 counts[(stream, what or result.operation)] += 1
+                if result.replayed:
+                    counts[(stream, "replayed")] += 1
             else:
                 failed += 1
                 counts[(stream, "failed")] += 1
@@ -108,6 +112,12 @@ class ResultsWriter:
         """Records that were not written (any stream)."""
         with self._lock:
             return sum(n for (_, what), n in self.counts.items() if what == "failed")
+
+    @property
+    def unknown(self) -> int:
+        """Records whose write may or may not have happened (a rerun settles them)."""
+        with self._lock:
+            return sum(n for (_, what), n in self.counts.items() if what == "unknown")
 
     def summary(self) -> dict[str, dict[str, int]]:
         """``{stream: {created, updated, deleted, failed, [dry_run]}}`` for the log."""
@@ -132,7 +142,9 @@ class ResultsWriter:
                 if s == stream
             )
             extra = "".join(
-                f", {what} {counts[what]}" for what in ("skipped", "validated") if what in counts
+                f", {what} {counts[what]}"
+                for what in ("unknown", "replayed", "skipped", "validated")
+                if what in counts
             )
             logger.info(
                 "Summary for stream '%s': created %d, updated %d, deleted %d, failed %d%s%s",

@@ -3,42 +3,60 @@
 A thin singer-sdk front end. Streams map to Intacct objects by name
 (``accounts_payable__vendor`` or ``accounts-payable/vendor``) or through the ``streams``
 setting; each drain of at most 500 records goes to the Mutate engine, which validates, writes
-with idempotency keys and returns one result per record. Results go to a JSON-lines file
-(``results_path``); the log ends with a summary per stream. The run exits non-zero at the end
-when a record failed and ``on_error`` is ``fail`` (the default), after every batch was
-attempted and every result written.
+and returns one result per record. Results go to a JSON-lines file (``results_path``); the log
+ends with a summary per stream. The run exits non-zero at the end when a record failed (or its
+outcome is unknown) and ``on_error`` is ``fail`` (the default), after every batch was attempted
+and every result written.
 
-Input the SDK would crash on is turned into results where the run can safely continue: a
-malformed JSON line, a schema violation, an unknown stream. A RECORD before its SCHEMA keeps
-the SDK's behaviour (``RecordsWithoutSchemaException``), after draining what was read so far
-and recording a result for the offending line.
+The promises kept here:
+
+* **No input line aborts a load.** A malformed line, invalid UTF-8, a message without its
+  members, a non-object record, a record nested absurdly deep, a RECORD before its SCHEMA, an
+  invalid SCHEMA, a record missing its key properties: each becomes an error result (line
+  number, stream when known, reason) and the load goes on.
+* **Idempotency-Keys protect retries and crash reruns only** (``intacct_api.write_journal``):
+  a write journal next to the results remembers the key of every request whose outcome is not
+  yet safely behind a STATE, so the rerun of an interrupted load replays instead of writing
+  twice, and a completed load's keys are never used again.
+* **STATE checkpoints during a load**: a STATE is emitted as soon as every record before it has
+  its result on disk (not only at the end), so a long load resumes from the middle.
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
+import json
 import re
 import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import cached_property
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import IO, Any, ClassVar
 
 import msgspec
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.contrib.msgspec import decoder as msgspec_decoder
-from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
+from singer_sdk.exceptions import (
+    InvalidJSONSchema,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
+from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
 from intacct_api.client import IntacctClient
 from intacct_api.errors import IntacctError
 from intacct_api.mutate import MAX_BATCH_SIZE, OPERATIONS, MutateEngine
-from intacct_api.mutate_results import ERROR, MutateResult
+from intacct_api.mutate_results import ERROR, UNKNOWN, MutateResult
 from intacct_api.mutate_validation import DEFAULT_MAX_STRING_LENGTH
 from intacct_api.plugin import IntacctPluginMixin
 from intacct_api.settings import SHARED_SETTINGS
+from intacct_api.write_journal import WriteJournal
 from target_intacct.pipeline import ResultPipeline
 from target_intacct.results import ResultsWriter, default_results_path
 from target_intacct.sinks import UnknownStreamSink, sink_class_for
@@ -47,7 +65,18 @@ __all__ = ["TargetIntacct", "TolerantMsgSpecReader"]
 
 MALFORMED = "_MALFORMED_LINE"
 CATCH_ALL = "*"
+MAX_NESTING = 64
+"""Deepest nesting a record may have: Intacct objects are a few levels deep; a record nested
+hundreds of levels would exhaust the recursion of every walker on the way."""
 _STREAM_IN_TEXT = re.compile(r'"stream"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_MESSAGE_ERRORS = (
+    InvalidInputLine,
+    InvalidJSONSchema,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
+"""What the SDK raises about one message (never about the connection): turned into an error
+result for that line."""
 
 
 class TolerantMsgSpecReader(MsgSpecReader):
@@ -63,6 +92,61 @@ class TolerantMsgSpecReader(MsgSpecReader):
         self.line_number = 0
         self.on_malformed: Any = None
 
+    def process_lines(
+        self, file_input: IO[str] | None, callbacks: dict[str, Callable[[dict], None]]
+    ) -> Counter[str]:
+        """The SDK's loop, reading bytes so that invalid UTF-8 costs one line, not the load.
+
+        Text-mode iteration (the SDK's) raises ``UnicodeDecodeError`` out of the loop on the
+        first bad byte; here each line is decoded on its own and a bad one becomes a
+        ``_MALFORMED_LINE`` message. A message a callback rejects (the SDK's message-level
+        exceptions) is reported the same way and reading goes on.
+        """
+        stats: Counter[str] = Counter()
+        source = file_input if file_input is not None else sys.stdin
+        lines: Iterable[bytes | str] = getattr(source, "buffer", None) or source
+        for raw in lines:
+            if isinstance(raw, bytes):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    self.line_number += 1
+                    text = raw.decode("utf-8", errors="replace")
+                    self._report(self._malformed(text, f"invalid UTF-8: {exc.reason}"))
+                    stats[MALFORMED] += 1
+                    continue
+            else:
+                line = raw
+            if not line.strip():
+                self.line_number += 1
+                continue
+            self._current_message = line
+            message = self.deserialize_json(line)
+            record_type = message["type"]
+            callback = callbacks.get(record_type)
+            try:
+                if callback is not None:
+                    callback(message)
+                else:
+                    self._process_unknown_message(message)
+            except _MESSAGE_ERRORS as exc:
+                stream = message.get("stream")
+                self._report(
+                    {
+                        "type": MALFORMED,
+                        "line": self.line_number,
+                        "error": f"{type(exc).__name__}: {exc}"[:300],
+                        "stream": stream if isinstance(stream, str) else None,
+                        "text": line[:200],
+                    }
+                )
+            stats[record_type] += 1
+        return stats
+
+    def _report(self, message: dict) -> None:
+        if self.on_malformed is not None:
+            self.on_malformed(message)
+
     def deserialize_json(self, line: str) -> dict:
         """Decode one line; count lines so results can name them."""
         self.line_number += 1
@@ -74,6 +158,8 @@ class TolerantMsgSpecReader(MsgSpecReader):
             return self._malformed(line, "not a JSON object")
         if "type" not in message:
             return self._malformed(line, "message has no 'type'")
+        if (line.count("{") + line.count("[")) > MAX_NESTING and _depth(message) > MAX_NESTING:
+            return self._malformed(line, f"nested deeper than {MAX_NESTING} levels")
         return message
 
     def _malformed(self, line: str, reason: str) -> dict:
@@ -188,6 +274,17 @@ class TargetIntacct(IntacctPluginMixin, Target):
             ),
         ),
         th.Property(
+            "journal_path",
+            th.StringType,
+            description=(
+                "Write journal (JSON lines) of the Idempotency-Keys whose outcome is not yet "
+                "behind a STATE; a rerun after a crash re-sends those requests with the same "
+                "keys so Intacct replays instead of writing twice. Removed when a load "
+                "completes. Default: `.intacct-journal-<connection>.jsonl` in the results "
+                "file's folder. Give concurrent runs their own."
+            ),
+        ),
+        th.Property(
             "max_string_length",
             th.IntegerType,
             default=DEFAULT_MAX_STRING_LENGTH,
@@ -208,6 +305,16 @@ class TargetIntacct(IntacctPluginMixin, Target):
         self._writer: ResultsWriter | None = None
         self._writer_lock = threading.Lock()
         self._unknown: dict[str, str] = {}
+        self._broken_schemas: dict[str, str] = {}
+        # STATE checkpoints: input lines of records still waiting for their result, states
+        # waiting for those, keys waiting for a state (see _after_results)
+        self._checkpoint_lock = threading.RLock()
+        self._awaiting: set[int] = set()
+        self._awaiting_heap: list[int] = []
+        self._states: list[tuple[int, dict]] = []
+        self._last_state: dict | None = None
+        self._uncovered_keys: list[tuple[int, str]] = []
+        self._journal: WriteJournal | None = None
 
     # -- shared services -------------------------------------------------------------------
 
@@ -218,9 +325,12 @@ class TargetIntacct(IntacctPluginMixin, Target):
         client = None
         if not dry_run:
             client = IntacctClient.shared(self.connection)
+        if client is not None:
+            self._journal = WriteJournal(self.journal_path)
         return MutateEngine(
             self.registry,
             client,
+            keys=self._journal,
             batch_size=int(self.config.get("batch_size") or MAX_BATCH_SIZE),
             atomic=bool(self.config.get("atomic", False)),
             dry_run=dry_run,
@@ -239,6 +349,21 @@ class TargetIntacct(IntacctPluginMixin, Target):
                 path = self.config.get("results_path") or default_results_path()
                 self._writer = ResultsWriter(path)
             return self._writer
+
+    @property
+    def journal_path(self) -> Path:
+        """The write journal: the setting, else one per connection beside the results."""
+        configured = self.config.get("journal_path")
+        if configured:
+            return Path(configured)
+        results = Path(self.config.get("results_path") or default_results_path())
+        settings = self.connection
+        identity = "\x00".join(
+            str(part or "")
+            for part in (settings.base_url, settings.client_id, settings.username, settings.entity)
+        )
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+        return results.parent / f".intacct-journal-{digest}.jsonl"
 
     @property
     def current_line(self) -> int:
@@ -301,7 +426,65 @@ class TargetIntacct(IntacctPluginMixin, Target):
     def pipeline(self) -> ResultPipeline:
         """Background sending, results written in submission order (see ``pipeline``)."""
         in_flight = self.engine.max_workers if not self.engine.dry_run else 1
-        return ResultPipeline(self.results.write, max_in_flight=in_flight)
+        return ResultPipeline(self._write_results, max_in_flight=in_flight)
+
+    def _write_results(self, stream: str, results: list[MutateResult]) -> None:
+        """Results to disk, then whatever they unblock: STATE messages and journal keys."""
+        self.results.write(stream, results)
+        with self._checkpoint_lock:
+            for result in results:
+                if result.line is not None:
+                    self._awaiting.discard(result.line)
+                if result.idempotency_key and result.status != UNKNOWN:
+                    line = result.line if result.line is not None else 0
+                    self._uncovered_keys.append((line, result.idempotency_key))
+            self._emit_ready_states()
+
+    # -- STATE checkpoints -----------------------------------------------------------------
+
+    def _expect_result(self, line: int) -> None:
+        """A record of ``line`` will get a result: STATEs after it wait for that result."""
+        with self._checkpoint_lock:
+            self._awaiting.add(line)
+            heapq.heappush(self._awaiting_heap, line)
+
+    def _first_awaiting(self) -> int | None:
+        heap = self._awaiting_heap
+        while heap and heap[0] not in self._awaiting:
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+    def _emit_ready_states(self, *, everything: bool = False) -> None:
+        """Emit the newest STATE whose records all have results on disk; then settle the
+        journal keys it covers (a resuming tap will not send those records again)."""
+        with self._checkpoint_lock:
+            first = None if everything else self._first_awaiting()
+            ready = None
+            while self._states and (first is None or self._states[0][0] < first):
+                ready = self._states.pop(0)
+            if ready is None:
+                return
+            line, state = ready
+            if state != self._last_state:
+                self._last_state = state
+                self._write_state_message(state)
+            covered = [key for at, key in self._uncovered_keys if at < line]
+            self._uncovered_keys = [(at, k) for at, k in self._uncovered_keys if at >= line]
+            if covered and self._journal is not None:
+                self._journal.settle(covered)
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        """Queue the STATE; it is emitted once every record before it has its result."""
+        self._assert_line_requires(message_dict, requires={"value"})
+        with self._checkpoint_lock:
+            self._states.append((self.current_line, message_dict["value"]))
+            self._emit_ready_states()
+
+    def _write_state_message(self, state: dict) -> None:
+        """One STATE line on stdout (under a lock: results are collected by several threads)."""
+        with self._checkpoint_lock:
+            sys.stdout.write(json.dumps(state) + "\n")
+            sys.stdout.flush()
 
     def submit_batch(
         self, sink: Sink, send: Callable[[], list[MutateResult]], *, ordered: bool = True
@@ -328,6 +511,7 @@ class TargetIntacct(IntacctPluginMixin, Target):
         """
         super()._drain_all(sink_list, parallelism)
         self.pipeline.wait_all()
+        self._emit_ready_states()
 
     def _process_malformed_line(self, message: dict) -> None:
         stream = message.get("stream")
@@ -350,29 +534,73 @@ class TargetIntacct(IntacctPluginMixin, Target):
         )
 
     def _process_record_message(self, message_dict: dict) -> None:
-        """SDK behaviour, but an aborting RECORD first drains and records what came before."""
+        """The SDK's RECORD handling, after the checks that keep one bad line from costing
+        the load (each failure is an error result for this line, see the module docstring)."""
+        line = self.current_line
+        stream = message_dict.get("stream")
+        record = message_dict.get("record")
+        problem = None
+        if not isinstance(stream, str) or not stream:
+            problem = "RECORD message has no 'stream'"
+        elif "record" not in message_dict:
+            problem = "RECORD message has no 'record'"
+        elif not isinstance(record, dict):
+            problem = f"'record' must be a JSON object, not {_json_type(record)}"
+        elif stream in self._broken_schemas:
+            problem = self._broken_schemas[stream]
+        if problem is not None:
+            self._record_line_error(line, stream, message_dict.get("record"), problem)
+            return
+        self._expect_result(line)
         try:
             super()._process_record_message(message_dict)
-        except (RecordsWithoutSchemaException, MissingKeyPropertiesError) as exc:
-            line = self.current_line
-            self.drain_all()
-            self.record_results(
-                str(message_dict.get("stream") or ""),
-                [
-                    MutateResult(
-                        index=-1,
-                        line=line,
-                        operation="read",
-                        object="",
-                        status=ERROR,
-                        request=message_dict.get("record"),
-                        error=f"line {line}: {exc}",
-                        error_code=type(exc).__name__,
-                    )
-                ],
-            )
-            self._finish()
-            raise
+        except _MESSAGE_ERRORS as exc:
+            self._record_line_error(line, stream, record, f"{type(exc).__name__}: {exc}")
+
+    def _process_schema_message(self, message_dict: dict) -> None:
+        """The SDK's SCHEMA handling; an unusable schema fails its stream's records, not the
+        load (each of them gets an error result naming the SCHEMA line)."""
+        line = self.current_line
+        stream = message_dict.get("stream")
+        try:
+            super()._process_schema_message(message_dict)
+        except Exception as exc:  # any schema problem is this line's problem
+            reason = f"invalid SCHEMA for stream {stream!r}: {type(exc).__name__}: {exc}"[:300]
+            if isinstance(stream, str) and stream:
+                self._broken_schemas[stream] = (
+                    f"stream {stream!r} has no usable SCHEMA (line {line}: {reason})"
+                )
+                self._sinks_active.pop(stream, None)
+                self.mapper.stream_maps.pop(stream, None)
+            self._record_line_error(line, stream, message_dict.get("schema"), reason, "schema")
+            return
+        if isinstance(stream, str):
+            self._broken_schemas.pop(stream, None)
+
+    def _record_line_error(
+        self,
+        line: int,
+        stream: Any,
+        request: Any,
+        reason: str,
+        operation: str = "read",
+    ) -> None:
+        self.logger.error("Line %d: %s", line, reason)
+        self.record_results(
+            stream if isinstance(stream, str) else "",
+            [
+                MutateResult(
+                    index=-1,
+                    line=line,
+                    operation=operation,
+                    object="",
+                    status=ERROR,
+                    request=request,
+                    error=f"line {line}: {reason}",
+                    error_code="invalidMessage",
+                )
+            ],
+        )
 
     # -- end of run ------------------------------------------------------------------------
 
@@ -392,21 +620,73 @@ class TargetIntacct(IntacctPluginMixin, Target):
             )
             sys.exit(1)
         if failed and self.config.get("on_error", "fail") == "fail":
+            unknown = self._writer.unknown if self._writer else 0
             self.logger.error(
-                "%d record(s) failed; see %s. Exiting non-zero (on_error=fail).",
+                "%d record(s) not written as asked (%d failed, %d with an unknown outcome: "
+                "rerun within 48 hours to settle them); see %s. Exiting non-zero "
+                "(on_error=fail).",
                 failed,
+                failed - unknown,
+                unknown,
                 self._writer.path if self._writer else "the results file",
             )
             sys.exit(1)
 
     def _finish(self) -> int:
-        """Close the results file and log the summary; return the number of failures."""
+        """Close the results file and log the summary; return the number of records not
+        known to be written as asked (failed or unknown)."""
         self.pipeline.close()
+        self._emit_ready_states(everything=True)
+        journal = self._journal
+        if journal is not None:  # the load is complete: only unknown outcomes stay pending
+            with self._checkpoint_lock:
+                journal.settle(key for _, key in self._uncovered_keys)
+                self._uncovered_keys = []
+            if journal.resumed:
+                self.logger.info(
+                    "Re-sent %d request(s) of an interrupted run with their original "
+                    "Idempotency-Keys (results marked `replayed` where Intacct had already "
+                    "executed them).",
+                    journal.resumed,
+                )
+            journal.close()
         writer = self.results
         writer.log_summary(self.logger)
-        failed = writer.failed
+        failed = writer.failed + writer.unknown
         writer.close()
         return failed
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a decoded JSON value (iterative: deep input must not recurse)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if level > deepest:
+            deepest = level
+            if deepest > MAX_NESTING:
+                return deepest
+        if isinstance(node, dict):
+            stack.extend((child, level + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, level + 1) for child in node)
+    return deepest
+
+
+def _json_type(value: Any) -> str:
+    """How a person would name a JSON value's type in an error."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    return type(value).__name__
 
 
 if __name__ == "__main__":

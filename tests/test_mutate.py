@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from intacct_api.client import IntacctClient
-from intacct_api.mutate import MutateEngine, idempotency_key
+from intacct_api.mutate import MutateEngine
 from intacct_api.mutate_validation import InvalidRecordError, RequestPreparer
 from intacct_api.settings import ConnectionSettings
 from intacct_api.spec import SpecRegistry, default_registry
@@ -162,36 +162,41 @@ def test_atomic_batch_is_all_or_nothing(client: IntacctClient, registry: SpecReg
     assert [row["id"] for row in all_vendors(client)] == ["DUP"]
 
 
-def test_idempotency_key_is_stable_and_replays(
+def test_each_write_gets_a_fresh_idempotency_key(
     emulator: EmulatorServer, client: IntacctClient, registry: SpecRegistry
 ) -> None:
-    body = [{"id": "X", "name": "y"}]
-    key = idempotency_key(VENDOR, "create", "POST", VENDOR_PATH, body)
-    assert key == idempotency_key(VENDOR, "create", "POST", VENDOR_PATH, [{"name": "y", "id": "X"}])
-    assert key != idempotency_key(VENDOR, "create", "POST", VENDOR_PATH, [{"id": "X", "name": "z"}])
-    assert key != idempotency_key(VENDOR, "create", "POST", VENDOR_PATH, body, entity="E1")
-    assert len(key) == 64
-
+    """Identical writes are separate writes: a content-derived key would make Intacct replay
+    the second one instead of executing it (issue 11)."""
     engine = MutateEngine(registry, client)
-    records = vendors(3)
-    first = list(engine.mutate(VENDOR, records, operation="create"))
-    again = list(engine.mutate(VENDOR, records, operation="create"))  # a rerun: replayed
-    assert all(r.ok for r in first + again)
-    assert [r.key for r in again] == [r.key for r in first]
-    assert len(all_vendors(client)) == 3
+    first = list(engine.mutate(VENDOR, vendors(3), operation="create"))
+    assert all(r.ok and not r.replayed for r in first)
+    keys = {r.idempotency_key for r in first}
+    assert len(keys) == 1 and None not in keys  # one request, one key
+    again = list(engine.mutate(VENDOR, vendors(3), operation="upsert"))
+    assert {r.idempotency_key for r in again}.isdisjoint(keys)
+    assert [r.operation for r in again] == ["update"] * 3
+    assert not any(r.replayed for r in again)
 
 
-def test_deletes_by_key_with_partial_failure(client: IntacctClient, registry: SpecRegistry) -> None:
+def test_deletes_by_key_with_partial_failure(
+    emulator: EmulatorServer, client: IntacctClient, registry: SpecRegistry
+) -> None:
     engine = MutateEngine(registry, client)
     created = list(engine.mutate(VENDOR, vendors(3), operation="create"))
     doomed = [{"key": created[0].key}, {"key": "999999"}, {"key": created[2].key}, {"id": "x"}]
     results = list(engine.mutate(VENDOR, doomed, operation="delete"))
-    assert [r.status for r in results] == ["ok", "error", "ok", "error"]
-    assert results[1].error is not None
-    assert "999999" in results[1].error
+    # a key that is already gone is what a delete asks for: ok, with a note saying so
+    assert [r.status for r in results] == ["ok", "ok", "ok", "error"]
+    assert results[1].note is not None and "already deleted" in results[1].note
+    assert "999999" in results[1].note
+    assert results[0].note is None
     assert results[3].error is not None
     assert "field 'key'" in results[3].error
     assert [row["id"] for row in all_vendors(client)] == ["V00001"]
+    # DELETE carries no Idempotency-Key (Intacct does not support one there)
+    assert all(r.idempotency_key is None for r in results)
+    again = list(engine.mutate(VENDOR, [{"key": created[0].key}], operation="delete"))
+    assert again[0].ok and again[0].note and "already deleted" in again[0].note
 
 
 def test_owned_lines_are_written_through_the_owner(
@@ -370,10 +375,6 @@ def test_numeric_fields_accept_decimal_strings_exactly(registry: SpecRegistry) -
     big = "1234567890123456.78"  # beyond float precision
     body = preparer.prepare({"id": "N1", "name": "n", "creditLimit": big}).body
     assert body["creditLimit"] == decimal.Decimal(big)
-    key_body = [body]
-    assert idempotency_key(VENDOR, "create", "POST", VENDOR_PATH, key_body) == idempotency_key(
-        VENDOR, "create", "POST", VENDOR_PATH, [{**body, "creditLimit": decimal.Decimal(big)}]
-    )
     for bad in ("12,5x", "", "1_000", "NaN", "abc"):
         with pytest.raises(InvalidRecordError, match=r"field 'creditLimit': .* is not a number"):
             preparer.prepare({"id": "N1", "name": "n", "creditLimit": bad})
