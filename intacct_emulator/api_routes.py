@@ -34,6 +34,7 @@ from intacct_emulator.http_errors import (
 )
 from intacct_emulator.idempotency import (
     MAX_KEY_LENGTH,
+    Expired,
     IdempotencyCache,
     InFlight,
     fingerprint,
@@ -314,6 +315,12 @@ class ApiRoutes:
         entry = self.idempotency.begin(client, key)
         if isinstance(entry, InFlight):
             return _idempotency_conflict(key, "is still being processed")
+        if isinstance(entry, Expired):
+            if entry.stored.fingerprint != fp:
+                return _idempotency_conflict(key, "was already used with a different request")
+            return _idempotency_conflict(
+                key, "was used more than 48 hours ago; its result is no longer available"
+            )
         if entry is not None:
             if entry.fingerprint != fp:
                 return _idempotency_conflict(key, "was already used with a different request")
