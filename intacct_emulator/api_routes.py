@@ -312,7 +312,7 @@ class ApiRoutes:
         principal: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
         client = principal.client_id if principal else ""
         fp = fingerprint(request.method, request.url.path, entity, transaction, raw)
-        entry = self.idempotency.begin(client, key)
+        entry = self.idempotency.begin(client, key, fp)
         if isinstance(entry, InFlight):
             return _idempotency_conflict(key, "is still being processed")
         if isinstance(entry, Expired):

@@ -108,12 +108,15 @@ class IdempotencyCache:
             "keys": len(self._entries),
         }
 
-    def begin(self, client: str, key: str) -> StoredResponse | InFlight | Expired | None:
+    def begin(
+        self, client: str, key: str, fp: str | None = None
+    ) -> StoredResponse | InFlight | Expired | None:
         """Look the key up; when unknown (or forgotten), mark it in flight and return None.
 
         A stored result younger than 48 hours is returned for replay; one between 48 hours and
-        60 days comes back as :class:`Expired` (the caller answers 409 or runs, per
-        ``after_result_ttl``); an older one is forgotten.
+        60 days comes back as :class:`Expired` (the caller answers 409), except that the same
+        request (``fp``) runs again when ``after_result_ttl`` is ``execute``; an older one is
+        forgotten.
         """
         entry = self._entries.get((client, key)) or self._load(client, key)
         if isinstance(entry, StoredResponse):
@@ -121,8 +124,9 @@ class IdempotencyCache:
             if age > KEY_TTL:
                 entry = None
             elif age > RESULT_TTL:
-                if self.after_result_ttl == "conflict":
-                    return Expired(entry)
+                same_request = fp is not None and fp == entry.fingerprint
+                if not same_request or self.after_result_ttl == "conflict":
+                    return Expired(entry)  # another body is always a 409 within 60 days
                 entry = None
         if entry is not None:
             return entry
