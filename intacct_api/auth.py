@@ -437,6 +437,20 @@ class TokenManager:
             if failure is not None:
                 raise failure
 
+    def refresh_now(self) -> TokenSet:
+        """Refresh with the stored refresh token, without any fallback (`intacct doctor`).
+
+        The new tokens are stored before returning: a rotated refresh token must never live
+        only in memory. Raises LoginRequiredError when no refresh token is stored.
+        """
+        with self.store.locked():
+            current = self.store.load(self.key)
+            if current is None or not current.refresh_token:
+                raise LoginRequiredError(f"no refresh token stored for {self.key}")
+            tokens = self._grants.refresh(current.refresh_token)
+            self._persist(tokens, previous=current)
+            return tokens
+
     def forget(self) -> None:
         """Remove the stored tokens without revoking them (other sessions stay valid)."""
         with self.store.locked():

@@ -302,6 +302,14 @@ class IntacctClient:
                 self._tokens = factory(self.settings) if factory else TokenManager(self.settings)
             return self._tokens
 
+    def token_provider(self) -> TokenProvider:
+        """The token provider this client uses (``intacct doctor`` exercises it directly)."""
+        return self._token_provider()
+
+    def spec_registry(self) -> SpecRegistry:
+        """The spec registry this client resolves operations with."""
+        return self._spec_registry()
+
     def _spec_registry(self) -> SpecRegistry:
         if self._registry is None:
             from intacct_api.spec import default_registry

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "intacct_api.cli.auth_commands",
     "intacct_api.cli.query_commands",
     "intacct_api.cli.mutate_commands",
+    "intacct_api.cli.doctor_commands",
 )
 
 
