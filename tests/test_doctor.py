@@ -112,7 +112,20 @@ READ_DEVIATIONS = [
 ]
 
 
-@pytest.mark.parametrize(("knobs", "check", "status", "reason"), READ_DEVIATIONS)
+READ_IDS = [
+    "entity_header",
+    "key_sort_numeric_compare_string",
+    "key_sort_string_compare_numeric",
+    "refused_field_opaque",
+    "tenant_lacks_object",
+    "rate_limit_headers",
+    "audit_forbidden",
+    "object_forbidden",
+    "refresh_failure",
+]
+
+
+@pytest.mark.parametrize(("knobs", "check", "status", "reason"), READ_DEVIATIONS, ids=READ_IDS)
 def test_each_deviation_fails_the_matching_check(
     emu: EmulatorServer,
     tmp_path: Path,
@@ -140,6 +153,7 @@ def test_each_deviation_fails_the_matching_check(
         ({"transaction_headers": ["X-IA-API-ParamTransaction"]}, "transaction header", "ignored"),
         ({"idempotency_keys": False}, "idempotency replay", "executed again"),
     ],
+    ids=["transaction_header", "idempotency_keys"],
 )
 def test_write_deviations_fail_the_matching_write_check(
     emu: EmulatorServer, tmp_path: Path, knobs: dict[str, Any], check: str, reason: str
