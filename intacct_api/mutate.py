@@ -634,7 +634,7 @@ class MutateEngine:
                 isinstance(exc, IntacctAPIError) and exc.status == 400 and not failed.unknown
             )
         if operation == "delete":
-            outcomes = [_already_deleted(o) for o in outcomes]
+            outcomes = [_already_deleted(o, p.key) for o, p in zip(outcomes, items, strict=True)]
         if whole_request_rejected and len(items) > 1 and not self.atomic:
             budget = budget if budget is not None else [MAX_ISOLATION_REQUESTS]
             if budget[0] >= 2:
@@ -839,10 +839,14 @@ def _owner_key(info: ObjectInfo, record: Mapping[str, Any]) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _already_deleted(outcome: ItemOutcome) -> ItemOutcome:
+def _already_deleted(outcome: ItemOutcome, key: str | None) -> ItemOutcome:
     """A delete answered "not found" did what was asked: the record is gone (a rerun, or a
-    retry of a delete whose first answer was lost). Reported ``ok`` with a note, not an error."""
-    if outcome.ok or outcome.unknown:
+    retry of a delete whose first answer was lost). Reported ``ok`` with a note, not an error.
+
+    Only for a key Intacct could have issued (its keys are whole numbers): any other value
+    never named a record, so "not found" stays an error that names it.
+    """
+    if outcome.ok or outcome.unknown or not (key or "").isdigit():
         return outcome
     code = outcome.error_code or ""
     if code in _NOT_FOUND_CODES or "not found" in (outcome.error or "").lower():

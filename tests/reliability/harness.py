@@ -67,6 +67,8 @@ class Collector:
     bad_inputs: Counter[str] = field(default_factory=Counter)
     secret_scans: int = 0
     secrets_leaked: int = 0
+    default_retry_runs: int = 0
+    """Runs made with the retry settings a user has (test_write_truth), not shortened ones."""
 
     def fault(self, kind: str, count: int = 1) -> None:
         if count > 0:
@@ -96,6 +98,8 @@ class Collector:
             f"duplicates:             {self.duplicates}",
             f"bad inputs rejected:    {sum(self.bad_inputs.values())} with reasons ({rejected})",
             f"outputs scanned:        {self.secret_scans}, secrets leaked: {self.secrets_leaked}",
+            f"default retry settings: {self.default_retry_runs} runs (write truth: replays, "
+            "unknown outcomes, double 401, kill -9 reruns)",
         ]
 
 
