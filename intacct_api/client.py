@@ -517,6 +517,8 @@ class IntacctClient:
                 maybe_executed = True
             if self.retry_policy.is_retryable_status(status):
                 throttled = status in THROTTLE_STATUSES
+                if status == 429 and self._error(response, body, what).is_too_large:
+                    throttled = resendable = False  # waiting cannot help: the caller must split
                 if (throttled or resendable) and self.retry_policy.can_retry(retries):
                     wait = self.retry_policy.wait_for_status(status, response.headers, backoffs)
                     self._wait(wait, str(status), method, log_path)

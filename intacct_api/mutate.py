@@ -222,6 +222,9 @@ class MutateEngine:
         self.max_workers = max(1, int(max_workers or concurrency or 1))
         self.max_string_length = max_string_length
         self.keys: KeySource = keys or FreshKeys()
+        self._size_limits: dict[str, int] = {}
+        """Per object: the largest batch Intacct accepted after refusing a larger one as too
+        large (a 429 "bulk size exceeds rate limit"); later plans cut their requests to it."""
         self._preparers: dict[tuple[str, str], RequestPreparer] = {}
         self._lock = threading.Lock()
         self._warned: set[tuple[str, str]] = set()
@@ -364,12 +367,34 @@ class MutateEngine:
                 continue
             groups.setdefault((entity or _NO_ENTITY, op_or_error), []).append(prepared)
 
+        size = self.batch_size_for(info.name)
         tasks = [
             _Task(operation, entity or None, chunk)
             for (entity, operation), members in groups.items()
-            for chunk in _chunks(members, self.batch_size)
+            for chunk in _chunks(members, size)
         ]
         return MutatePlan(info, match, window, results, tasks)
+
+    def batch_size_for(self, object_name: str) -> int:
+        """Records per request for an object: ``batch_size``, or less once Intacct refused a
+        request of that size as too large."""
+        with self._lock:
+            return min(self.batch_size, self._size_limits.get(object_name, self.batch_size))
+
+    def _shrink(self, object_name: str, refused: int) -> int:
+        """Remember that ``refused`` records were too many for one request; the new size."""
+        half = max(1, refused // 2)
+        with self._lock:
+            current = self._size_limits.get(object_name, self.batch_size)
+            self._size_limits[object_name] = min(current, half)
+        logger.warning(
+            "%s: Intacct refused %d records in one request as too large; sending at most %d "
+            "per request from now on",
+            object_name,
+            refused,
+            half,
+        )
+        return half
 
     def run_plan(self, plan: MutatePlan) -> list[MutateResult]:
         """Send a plan's requests (in parallel when there are several) and return one result
@@ -578,6 +603,25 @@ class MutateEngine:
         """
         assert self.client is not None
         target = path_info or info
+        limit = self.batch_size_for(target.name)
+        if len(items) > limit:  # planned before Intacct said this size is too large
+            out: dict[int, tuple[str, ItemOutcome, dict[str, Any] | None]] = {}
+            remaining = items
+            while remaining:
+                size = self.batch_size_for(target.name)
+                part, remaining = remaining[:size], remaining[size:]
+                out.update(
+                    self._send(
+                        info,
+                        operation,
+                        entity,
+                        part,
+                        object_name=object_name,
+                        path_info=path_info,
+                        budget=budget,
+                    )
+                )
+            return out
         echo = [p.body if operation != "delete" else {"key": p.key} for p in items]
         try:
             method, path, body = self._request_for(target, operation, items)
@@ -600,7 +644,7 @@ class MutateEngine:
                 transaction=self.atomic,
             )
             key = self.keys.key_for(fingerprint, what=f"{operation} {len(items)} {target.name}")
-        whole_request_rejected = False
+        whole_request_rejected = too_large = False
         try:
             response = self.client.request(
                 method,
@@ -633,8 +677,22 @@ class MutateEngine:
             whole_request_rejected = (
                 isinstance(exc, IntacctAPIError) and exc.status == 400 and not failed.unknown
             )
+            too_large = isinstance(exc, IntacctAPIError) and exc.is_too_large
         if operation == "delete":
             outcomes = [_already_deleted(o, p.key) for o, p in zip(outcomes, items, strict=True)]
+        if too_large and len(items) > 1:  # nothing was written: send it again, smaller
+            if key is not None:
+                self.keys.settle([key])
+            self._shrink(target.name, len(items))
+            return self._send(
+                info,
+                operation,
+                entity,
+                items,
+                object_name=object_name,
+                path_info=path_info,
+                budget=budget,
+            )
         if whole_request_rejected and len(items) > 1 and not self.atomic:
             budget = budget if budget is not None else [MAX_ISOLATION_REQUESTS]
             if budget[0] >= 2:
@@ -649,9 +707,9 @@ class MutateEngine:
                     len(items),
                     outcomes[0].error,
                 )
-                out = {}
+                halves: dict[int, tuple[str, ItemOutcome, dict[str, Any] | None]] = {}
                 for part in (items[:half], items[half:]):
-                    out.update(
+                    halves.update(
                         self._send(
                             info,
                             operation,
@@ -662,7 +720,7 @@ class MutateEngine:
                             budget=budget,
                         )
                     )
-                return out
+                return halves
         if self.atomic and not all(o.ok for o in outcomes):
             outcomes = _roll_back(outcomes, items)
         for outcome in outcomes:

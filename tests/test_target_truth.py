@@ -457,3 +457,23 @@ def test_double_401_inside_one_request_completes_with_exact_data(
     stored = query_all(config, VENDOR, ["id", "name"])
     assert stored == [{"id": r["id"], "name": r["name"]} for r in records]
     assert "demo-secret" not in done.stderr + done.stdout
+
+
+# -- a 429 that says the request is too large -------------------------------------------------
+
+
+def test_a_too_large_429_halves_the_batch_for_the_stream_instead_of_resending_it(
+    emulator: EmulatorServer, config: dict[str, Any], tmp_path: Path
+) -> None:
+    records = [{"id": f"L{i:04d}", "name": f"Large {i}"} for i in range(700)]
+    path = vendor_input(tmp_path, "large.singer", records)
+    emulator.set_faults(too_large_over=100)
+    done = run_target(config | {"operation": "create"}, path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = results_of(config)
+    assert [r["status"] for r in results] == ["ok"] * 700
+    assert "sending at most 62 per request" in done.stderr
+    # 500 -> 250 -> 125 -> 62 for the first drain; the second drain starts at 62: no 429 again
+    assert emulator.stats()["responses"].get("429") == 3
+    stored = query_all(config, VENDOR, ["id"])
+    assert sorted(row["id"] for row in stored) == [r["id"] for r in records]
