@@ -59,6 +59,7 @@ remembers that in its state.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -127,6 +128,43 @@ class _Cursor:
 
 class _Response(Protocol):
     def json(self) -> Any: ...
+
+
+class _KeyOrder:
+    """Checks that the server's key order is one order, numeric or text, page after page.
+
+    Keys are numeric strings; whether Intacct sorts and compares them as numbers or as text is
+    not documented. The key-only keyset read is correct under either, as long as ``orderBy key``
+    and ``key > last`` use the same one. Each page (with the previous page's last key in front)
+    must be strictly increasing under at least one of the two orders still possible; when none
+    is left, the server sorts one way and compares the other, and going on would skip or repeat
+    records, so the read stops with :class:`PagingLoopError`. Only all-digit keys are judged
+    (other keys depend on the database's collation).
+    """
+
+    def __init__(self, object_name: str) -> None:
+        self.object_name = object_name
+        self.possible = {"numeric", "text"}
+
+    def check(self, rows: list[dict[str, Any]], key: str, previous: Any) -> None:
+        keys = [row.get(key) for row in rows]
+        if previous is not None:
+            keys.insert(0, previous)
+        texts = [str(k) for k in keys if k is not None]
+        if len(texts) != len(keys) or not all(t.isdigit() for t in texts):
+            return
+        numbers = [int(t) for t in texts]
+        if any(a >= b for a, b in itertools.pairwise(numbers)):
+            self.possible.discard("numeric")
+        if any(a >= b for a, b in itertools.pairwise(texts)):
+            self.possible.discard("text")
+        if not self.possible:
+            raise PagingLoopError(
+                f"{self.object_name}: keys come back neither in numeric nor in text order "
+                f"(after key {previous!r}: {texts[1:4]!r}...): `key > X` compares keys "
+                "differently from how `orderBy key` sorts them, so reading by key would skip "
+                "or repeat records. Run `intacct doctor` to see the key ordering."
+            )
 
 
 class QueryClient(Protocol):
@@ -285,11 +323,14 @@ class QueryPager:
         if ts_field is not None:
             order.insert(0, {ts_field: "asc"})
         cursor = _Cursor()
+        key_order = _KeyOrder(self.object_name)
         while True:
             extra, expression = self._keyset_condition(cursor)
             body = self._body(start=1, extra=extra, expression=expression)
             body["orderBy"] = order
             rows, nxt, total = self._fetch(body)
+            if ts_field is None and rows:
+                key_order.check(rows, key_field, cursor.last_key if cursor.started else None)
             if cursor.total is None:
                 cursor.total = total
             cursor.emitted += len(rows)
@@ -309,6 +350,20 @@ class QueryPager:
                 raise stuck
         if ts_field and cursor.null_tail_possible():
             yield from self._null_tail(order)
+        elif (
+            ts_field is None
+            and not self.filters
+            and cursor.total is not None
+            and cursor.emitted < cursor.total
+        ):
+            logger.warning(
+                "%s: read %d rows by key, but the first page announced %d: records were deleted "
+                "during the read, or `key > X` compares keys differently from how `orderBy key` "
+                "sorts them (run `intacct doctor` to check the key ordering)",
+                self.object_name,
+                cursor.emitted,
+                cursor.total,
+            )
 
     def _null_tail(self, order: list[dict[str, str]]) -> Iterator[list[dict[str, Any]]]:
         """Rows with a null timestamp on a server that sorts nulls last.

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from intacct_api.cli.app import build_app
 from intacct_api.client import IntacctClient
 from intacct_api.errors import IntacctAPIError
-from intacct_api.pager import QueryPager
+from intacct_api.pager import PagingLoopError, QueryPager
 from intacct_api.retry import Pacer, RetryPolicy, Wait
 from intacct_api.settings import ConnectionSettings
 from intacct_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_USERNAME
@@ -418,3 +418,30 @@ def test_key_only_keyset_reads_everything_under_either_key_order(
     keys = [row["key"] for page in pager for row in page]
     assert len(keys) == len(set(keys)) == COUNTS[CONTACT]
     assert pager.calls == -(-COUNTS[CONTACT] // 7)
+
+
+@pytest.mark.parametrize(
+    ("sort", "compare", "failure"),
+    [("numeric", "string", "error"), ("string", "numeric", "warning")],
+    ids=["numeric_sort_text_compare", "text_sort_numeric_compare"],
+)
+def test_key_only_read_never_ends_silently_when_sort_and_compare_disagree(
+    emu: EmulatorServer,
+    client: IntacctClient,
+    caplog: pytest.LogCaptureFixture,
+    sort: str,
+    compare: str,
+    failure: str,
+) -> None:
+    emu.set_faults(key_sort=sort, key_compare=compare)
+    pager = QueryPager(client, CONTACT, ["key"], page_size=7, timestamp_field=None)
+    if failure == "error":
+        with pytest.raises(PagingLoopError, match="neither in numeric nor in text order"):
+            for _page in pager:
+                pass
+        return
+    keys = [row["key"] for page in pager for row in page]
+    assert len(keys) < COUNTS[CONTACT]  # what the mismatch costs: rows skipped...
+    said = [r.getMessage() for r in caplog.records if "intacct doctor" in r.getMessage()]
+    assert len(said) == 1  # ...and said, not silent
+    assert f"but the first page announced {COUNTS[CONTACT]}" in said[0]
