@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import signal
 import socket
@@ -99,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
     serve.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="any fault or fidelity switch at start, value as JSON (e.g. token_error_status=400, "
+        'entity_headers=\'["X-IA-API-ParamEntity"]\'); repeatable, see docs/FIDELITY.md',
+    )
+    serve.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )
     serve.add_argument(
@@ -122,6 +131,14 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         faults["rate_per_minute"] = args.rate_per_minute
     if args.latency_ms:
         faults["latency_ms"] = args.latency_ms
+    for item in args.fault:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--fault {item!r}: expected NAME=JSON")
+        try:
+            faults[name.strip()] = json.loads(raw)
+        except ValueError:
+            faults[name.strip()] = raw  # a bare word: a string value
     return EmulatorConfig(
         db=args.db,
         seed_records=args.seed_records,

@@ -445,3 +445,27 @@ def test_key_only_read_never_ends_silently_when_sort_and_compare_disagree(
     said = [r.getMessage() for r in caplog.records if "intacct doctor" in r.getMessage()]
     assert len(said) == 1  # ...and said, not silent
     assert f"but the first page announced {COUNTS[CONTACT]}" in said[0]
+
+
+def test_emulator_command_line_sets_fidelity_switches_at_start() -> None:
+    from intacct_emulator.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--fault",
+            "token_error_status=400",
+            "--fault",
+            'entity_headers=["X-IA-API-ParamEntity"]',
+            "--fault",
+            "key_compare=string",
+        ]
+    )
+    config = config_from_args(args)
+    with EmulatorServer(config) as server:
+        knobs = server.set_faults()
+        assert knobs["token_error_status"] == 400
+        assert knobs["entity_headers"] == ["X-IA-API-ParamEntity"]
+        assert knobs["key_compare"] == "string"
+        server.reset()
+        assert server.set_faults()["key_compare"] == "string"  # start-up knobs survive a reset
