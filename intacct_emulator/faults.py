@@ -55,6 +55,17 @@ class FaultKnobs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     `None` / 0 means "off". `retry_after_header` `None` lets each throttle use its natural header
     (concurrency and `fail_next` 429s: `X-IA-Throttle-Limit-RetryAfter`; per-minute rate and 503:
     `Retry-After`). `expire_tokens_now` is a one-shot action and always reads back false.
+
+    Fidelity switches (docs/FIDELITY.md has the source of each): `token_error_status` 400 makes
+    an unknown/expired/revoked token a 400 REST-1206 (some tenants); `refresh_failure` refuses
+    every refresh grant with that status; `tenant_lacks_objects` get a 200 `{"ia::result": []}`
+    model; `forbidden_objects` get 403 on every route; `key_sort`/`key_compare` choose numeric
+    or text order for keys (different values = a deliberate mismatch); `refused_field_form`
+    chooses how REST-1106 names the field (`opaque` = a deliberate unreadable form);
+    `entity_headers`/`transaction_headers` are the spellings read (others are ignored);
+    `rate_limit_headers` false drops the soft-limit headers; `idempotency_keys` false ignores
+    `Idempotency-Key`; `too_large_over` N answers a batch of more than N records with the
+    "bulk size exceeds rate limit" 429.
     """
 
     max_concurrent: int | None = None
