@@ -334,6 +334,9 @@ class Doctor:
         if not isinstance(total, int):
             yield CheckResult(name, "fail", "ia::meta has no totalCount", evidence)
             return
+        if total == 0:
+            yield CheckResult(name, "n/a", f"{obj} has no records to page through", evidence)
+            return
         if total > len(first):
             if meta.get("next") != len(first) + 1:
                 yield CheckResult(

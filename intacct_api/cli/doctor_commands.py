@@ -35,7 +35,12 @@ def doctor_command(
     ctx: typer.Context,
     objects: Annotated[
         list[str] | None,
-        typer.Option("--object", "-o", help="Object to check read access for (repeatable)."),
+        typer.Option(
+            "--object",
+            "-o",
+            metavar="OBJECT",
+            help="Object to check read access for (repeatable).",
+        ),
     ] = None,
     write_test: Annotated[
         str | None,
@@ -49,6 +54,7 @@ def doctor_command(
         str | None,
         typer.Option(
             "--write-record",
+            metavar="JSON",
             help='JSON fields for the throw-away record (default {"id": ..., "name": ...}).',
         ),
     ] = None,
