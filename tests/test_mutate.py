@@ -375,7 +375,9 @@ def test_numeric_fields_accept_decimal_strings_exactly(registry: SpecRegistry) -
     big = "1234567890123456.78"  # beyond float precision
     body = preparer.prepare({"id": "N1", "name": "n", "creditLimit": big}).body
     assert body["creditLimit"] == decimal.Decimal(big)
-    for bad in ("12,5x", "", "1_000", "NaN", "abc"):
+    blank = preparer.prepare({"id": "N1", "name": "n", "creditLimit": "  "}).body
+    assert "creditLimit" not in blank  # an empty cell is no value, not a bad number
+    for bad in ("12,5x", "1_000", "NaN", "abc"):
         with pytest.raises(InvalidRecordError, match=r"field 'creditLimit': .* is not a number"):
             preparer.prepare({"id": "N1", "name": "n", "creditLimit": bad})
     integer = RequestPreparer(
