@@ -72,6 +72,8 @@ class ResultsWriter:
         self.failed_by_operation: Counter[tuple[str, str]] = Counter()
         self.connection_failures: Counter[str] = Counter()
         """Failures that say the connection is broken, not the record (see CONNECTION_ERRORS)."""
+        self.first_connection_error: str | None = None
+        """The reason of the first connection failure (it names the setting to fix)."""
         self.first_failures: list[tuple[str, str]] = []
         """(stream, reason) of the first failures, for the end-of-run log."""
 
@@ -105,6 +107,8 @@ class ResultsWriter:
                     firsts.append((stream, result.error or result.error_code or "failed"))
                 if result.error_code in CONNECTION_ERRORS:
                     connection[result.error_code] += 1
+                    if self.first_connection_error is None and result.error:
+                        self.first_connection_error = result.error.split(": ", 1)[-1]
         with self._lock:
             if self._file is None:
                 raise RuntimeError("results file already closed")

@@ -611,9 +611,11 @@ class TargetIntacct(IntacctPluginMixin, Target):
         broken = self.results.connection_failures
         if broken:
             # on_error=continue tolerates bad records, not a connection that cannot write any.
+            reason = self._writer.first_connection_error if self._writer else None
             self.logger.error(
-                "%d record(s) failed because of the connection (%s); see %s. Exiting non-zero "
-                "whatever on_error says.",
+                "Cannot write to Intacct: %s. %d record(s) not written (%s); see %s. Exiting "
+                "non-zero whatever on_error says.",
+                reason or "the connection failed",
                 sum(broken.values()),
                 ", ".join(sorted(broken)),
                 self._writer.path if self._writer else "the results file",

@@ -403,7 +403,11 @@ def test_a_broken_connection_fails_the_run_even_with_on_error_continue(
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     done = run_target(config | {"on_error": "continue"}, path, tmp_path)
     assert done.returncode == 1
-    assert "because of the connection (InsecureTokenStoreError)" in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "Cannot write to Intacct" in last
+    assert "chmod 600" in last  # the one line names the fix
+    assert "(InsecureTokenStoreError)" in last
+    assert "Traceback" not in done.stderr
     [result] = results_of(config)
     assert result["status"] == "error"
     assert "chmod 600" in result["error"]
