@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=JSON",
         help="any fault or fidelity switch at start, value as JSON (e.g. token_error_status=400, "
-        'entity_headers=\'["X-IA-API-ParamEntity"]\'); repeatable, see docs/FIDELITY.md',
+        "entity_headers='[\"X-IA-API-ParamEntity\"]'); repeatable, see docs/FIDELITY.md",
     )
     serve.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
