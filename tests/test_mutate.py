@@ -171,7 +171,8 @@ def test_each_write_gets_a_fresh_idempotency_key(
     first = list(engine.mutate(VENDOR, vendors(3), operation="create"))
     assert all(r.ok and not r.replayed for r in first)
     keys = {r.idempotency_key for r in first}
-    assert len(keys) == 1 and None not in keys  # one request, one key
+    assert len(keys) == 1  # one request, one key
+    assert None not in keys
     again = list(engine.mutate(VENDOR, vendors(3), operation="upsert"))
     assert {r.idempotency_key for r in again}.isdisjoint(keys)
     assert [r.operation for r in again] == ["update"] * 3
@@ -187,7 +188,8 @@ def test_deletes_by_key_with_partial_failure(
     results = list(engine.mutate(VENDOR, doomed, operation="delete"))
     # a key that is already gone is what a delete asks for: ok, with a note saying so
     assert [r.status for r in results] == ["ok", "ok", "ok", "error"]
-    assert results[1].note is not None and "already deleted" in results[1].note
+    assert results[1].note is not None
+    assert "already deleted" in results[1].note
     assert "999999" in results[1].note
     assert results[0].note is None
     assert results[3].error is not None
@@ -196,7 +198,9 @@ def test_deletes_by_key_with_partial_failure(
     # DELETE carries no Idempotency-Key (Intacct does not support one there)
     assert all(r.idempotency_key is None for r in results)
     again = list(engine.mutate(VENDOR, [{"key": created[0].key}], operation="delete"))
-    assert again[0].ok and again[0].note and "already deleted" in again[0].note
+    assert again[0].ok
+    assert again[0].note is not None
+    assert "already deleted" in again[0].note
 
 
 def test_owned_lines_are_written_through_the_owner(
