@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -101,6 +102,7 @@ CACHED_DATE_HEADER = "x-ia-idempotency-cached-date"
 _NO_ENTITY = ""
 _SINGLE_STATUSES = (200, 201, 204, 207)
 _NOT_FOUND_CODES = frozenset({"404", "REST-1050", "notFound"})
+_PATH_PARAMETER = re.compile(r"\{([^{}]+)\}")
 _BATCH_STATUSES = (*_SINGLE_STATUSES, 400, 404, 409, 422)
 
 
@@ -539,9 +541,13 @@ class MutateEngine:
     ) -> tuple[_Prepared | None, str]:
         """A line of an owned object becomes an element of its owner's list in a PATCH."""
         owner = info.owner
+        back_ref = info.owner_reference
         assert owner is not None
+        assert back_ref is not None
         label = _label(item)
-        back_ref = _camel(owner.partition("/")[2])
+        problem = self._owner_write_problem(info)
+        if problem is not None:
+            return None, f"{label}: {problem}"
         owner_key = _owner_key(info, record)
         if owner_key is None:
             return None, (
@@ -564,6 +570,36 @@ class MutateEngine:
             _Prepared(pos, item, body, key, record, warnings, str(owner_key)),
             f"owned-{line_op}",
         )
+
+    def _owner_write_problem(self, info: ObjectInfo) -> str | None:
+        """Why lines of ``info`` cannot be written through their owner, or None.
+
+        Decided from the spec at planning time, so a dry run refuses exactly what the real run
+        could not write: an owner without an update operation (its lines are written only
+        inside a new owner), an owner that is itself a line (written through its own owner),
+        an owner whose path needs a parameter beyond the key (``document::{documentName}``).
+        """
+        owner_name = info.owner
+        assert owner_name is not None
+        owner = self.registry.object(owner_name)
+        if owner.update_operation_id is None:
+            if owner.owner is not None:
+                return (
+                    f"{info.name} belongs to {owner_name}, itself written through "
+                    f"{owner.owner}: write it inside that record's lines"
+                )
+            return (
+                f"{info.name} can only be written inside a new {owner_name} (Intacct has no "
+                f"update for {owner_name}): create the {owner_name} with its lines"
+            )
+        path = self.registry.operation(owner.update_operation_id).path
+        extra = [p for p in _PATH_PARAMETER.findall(path) if p != "key"]
+        if extra:
+            return (
+                f"{owner_name} is addressed by {', '.join(extra)} as well as its key; "
+                "write its lines with `intacct call` and that parameter"
+            )
+        return None
 
     def _read_only_warnings(self, info: ObjectInfo, dropped: Sequence[str]) -> list[str]:
         if not dropped:
@@ -589,9 +625,10 @@ class MutateEngine:
         return self._send(info, task.operation, task.entity, task.items)
 
     def _collection_path(self, info: ObjectInfo) -> str:
+        """The object's collection URL (some of Sage's POST paths end in ``/{key}``)."""
         for op_id in (info.create_operation_id, info.list_operation_id):
             if op_id:
-                return self.registry.operation(op_id).path
+                return self.registry.operation(op_id).path.removesuffix("/{key}")
         return f"/objects/{info.name}"
 
     def _send(
@@ -858,7 +895,8 @@ class MutateEngine:
             "lines",
         )
         line_op = task.operation.removeprefix("owned-")
-        back_ref = _camel(info.owner.partition("/")[2])
+        back_ref = info.owner_reference
+        assert back_ref is not None
         by_owner: dict[str, list[_Prepared]] = {}
         for prepared in task.items:
             by_owner.setdefault(str(prepared.match_value), []).append(prepared)
@@ -888,9 +926,9 @@ class MutateEngine:
 def _required(info: ObjectInfo, operation: str, *, via_owner: bool) -> tuple[str, ...]:
     if operation != "create":
         return ()
-    if not via_owner or info.owner is None:
+    back_ref = info.owner_reference
+    if not via_owner or back_ref is None:
         return info.required_on_create
-    back_ref = _camel(info.owner.partition("/")[2])
     return tuple(
         name
         for name in info.required_on_create
@@ -900,9 +938,9 @@ def _required(info: ObjectInfo, operation: str, *, via_owner: bool) -> tuple[str
 
 def _owner_key(info: ObjectInfo, record: Mapping[str, Any]) -> str | None:
     """The owner's key a line record names (``bill.key`` for a bill line), if any."""
-    if info.owner is None:
+    if info.owner_reference is None:
         return None
-    value = _dig(record, f"{_camel(info.owner.partition('/')[2])}.key")
+    value = _dig(record, f"{info.owner_reference}.key")
     return None if value in (None, "") else str(value)
 
 
@@ -952,11 +990,6 @@ def _short(value: str) -> str:
 
 def _encode_keys(keys: Sequence[str | None]) -> str:
     return encode_path_value([str(k) for k in keys])
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("-")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _echo(record: Any) -> Any:

@@ -250,6 +250,9 @@ class ObjectInfo:
     required_on_create: tuple[str, ...] = ()
     has_modified_timestamp: bool = False
     owner: str | None = None
+    owner_property: str | None = None
+    """The member of an owned record that references its owner (``bill`` on a bill line,
+    ``arAdvance`` on an AR advance line): the one place engine, target and emulator read it."""
     owned_lists: dict[str, str] = field(default_factory=dict)
     operation_ids: tuple[str, ...] = ()  # every operation of the family, workflows included
     _resolver: SchemaResolver | None = field(default=None, repr=False, compare=False)
@@ -257,6 +260,15 @@ class ObjectInfo:
     @property
     def stream(self) -> str:
         return stream_name(self.name)
+
+    @property
+    def owner_reference(self) -> str | None:
+        """Where an input line names its owner (``<this>.key``): the spec's member referencing
+        the owner (:attr:`owner_property`) or, for the lines whose schema has none, the owner's
+        name in camelCase (``payment`` on an AP payment line), a convention of this project."""
+        if self.owner is None:
+            return None
+        return self.owner_property or _camel(self.owner.partition("/")[2])
 
     def record_schema(self) -> dict[str, Any]:
         """Resolved JSON Schema of a full record (cached per file and schema name)."""
@@ -582,10 +594,37 @@ def _link_owned(objects: dict[str, ObjectInfo]) -> None:
         owned_obj = owned.partition("/")[2]
         owner = min(claimers, key=lambda c: _owner_rank(c[0], owned_obj, back_refs))[0]
         owned_info.owner = owner
+        owned_info.owner_property = _owner_property(owned_info, owner)
         for claimer, prop in claimers:
             objects[claimer].owned_lists[prop] = owned
     for info in objects.values():
         info.owned_lists = dict(sorted(info.owned_lists.items()))
+
+
+def _owner_property(owned: ObjectInfo, owner: str) -> str | None:
+    """The owned record's member referencing ``owner``: named after it (``bill``); failing
+    that, a reference whose example ``href`` points at the owner's collection (``arAdvance``
+    -> ``/objects/accounts-receivable/advance/23``); failing that, the one reference named
+    after the owner with a prefix (``apAdvance``, whose example href Sage misspelled)."""
+    if owned._resolver is None:
+        return None
+    props = _top_properties(owned._resolver, owned.schema_name)
+    named = _camel(owner.partition("/")[2])
+    if named in props:
+        return named
+    prefix = f"/objects/{owner}/"
+    suffix = named[:1].upper() + named[1:]
+    qualified: list[str] = []  # `apAdvance` for `advance`: the owner's name with a prefix
+    for name, raw in props.items():
+        node = owned._resolver.resolve(raw)
+        members = (node.get("properties") or {}) if isinstance(node, Mapping) else {}
+        href = members.get("href")
+        examples = [*(href.get("examples") or ()), href.get("example")] if href else []
+        if any(isinstance(e, str) and e.startswith(prefix) for e in examples):
+            return name
+        if name.endswith(suffix) and ("key" in members or "id" in members):
+            qualified.append(name)
+    return qualified[0] if len(qualified) == 1 else None
 
 
 def _owner_rank(claimer: str, owned_obj: str, back_refs: set[str]) -> tuple[bool, int, str]:

@@ -146,7 +146,6 @@ class Company:
         self.models = ModelBuilder(registry)
         self._lock = threading.RLock()
         self._skeletons: dict[str, dict[str, Any]] = {}
-        self._owner_props: dict[str, str | None] = {}
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -187,23 +186,11 @@ class Company:
         """``{key, id, href}`` of a stored record (create/update/list answers)."""
         return {"key": str(row.key), "id": row.id, "href": self.href(object_name, row.key)}
 
-    def owner_property(self, line: ObjectInfo) -> str | None:
-        """The member of an owned record pointing at its owner (``bill`` on bill lines)."""
-        if line.name in self._owner_props:
-            return self._owner_props[line.name]
-        found: str | None = None
-        if line.owner:
-            props = schema_tools.properties(self.schema(line))
-            guess = schema_tools.kebab_to_camel(line.owner.split("/", 1)[1])
-            if guess in props:
-                found = guess
-            else:
-                for name, sub in props.items():
-                    if schema_tools.is_ref(sub) and schema_tools.href_target(sub) == line.owner:
-                        found = name
-                        break
-        self._owner_props[line.name] = found
-        return found
+    @staticmethod
+    def owner_property(line: ObjectInfo) -> str | None:
+        """The member of an owned record pointing at its owner (``bill`` on bill lines): the
+        registry's answer (:attr:`ObjectInfo.owner_property`), shared with the connector."""
+        return line.owner_property
 
     @staticmethod
     def _visible(row_entity: str | None, entity: str | None) -> bool:

@@ -86,12 +86,6 @@ def camel_to_kebab(name: str) -> str:
     return spaced.lower()
 
 
-def kebab_to_camel(name: str) -> str:
-    """``journal-entry`` -> ``journalEntry``."""
-    head, *rest = name.split("-")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
 def href_target(schema: Schema) -> str | None:
     """Object name from the example ``href`` of a reference (``/objects/app/obj/12``)."""
     href = properties(schema).get("href")

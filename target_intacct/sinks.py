@@ -186,10 +186,8 @@ class IntacctSink(BatchSink):
                 if not sub.read_only and not name.startswith("_") and name != "key"
             )
             found = writable if found is None else found & writable
-        if via_owner and found:  # a line's owner reference is read, not validated, by the engine
-            assert info.owner is not None
-            head, *rest = info.owner.partition("/")[2].split("-")
-            found = found - {head + "".join(part[:1].upper() + part[1:] for part in rest)}
+        if via_owner and found and info.owner_reference:  # read, not validated, by the engine
+            found = found - {info.owner_reference}
         return found or frozenset()
 
     def start_batch(self, context: dict) -> None:
