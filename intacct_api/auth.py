@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import logging
 import secrets
@@ -43,6 +42,7 @@ from intacct_api.errors import (
     TransportError,
     parse_error_response,
 )
+from intacct_api.network_policy import require_secure_url
 from intacct_api.settings import ConnectionSettings, default_token_store_path
 from intacct_api.token_store import TokenSet, TokenStore, token_key
 
@@ -61,7 +61,6 @@ EXPIRY_SKEW_SECONDS = 60.0
 OFFLINE_SCOPE = "offline_access"  # Intacct only returns a refresh token with this scope
 LOGIN_HINT = "run `intacct login` again"
 _CLIENT_ERROR_CODES = frozenset({"invalid_client", "unauthorized_client"})
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
 def jwt_claims(token: str | None) -> dict[str, Any]:
@@ -86,28 +85,6 @@ def jwt_claims(token: str | None) -> dict[str, Any]:
 def _numeric_claim(token: str | None, name: str) -> float | None:
     value = jwt_claims(token).get(name)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def require_secure_url(url: str) -> None:
-    """Refuse to send secrets over plain http unless the server is on this machine."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
-        return
-    raise ConfigError(
-        f"refusing to send OAuth credentials to {parts.scheme}://{parts.netloc}: "
-        "use https (plain http is allowed only to loopback, e.g. the emulator)"
-    )
 
 
 class OAuthGrants:
@@ -142,7 +119,7 @@ class OAuthGrants:
         challenge = client.create_code_challenge(verifier, "S256")
         state = state or secrets.token_urlsafe(24)
         authorize = self.settings.oauth_url("authorize")
-        require_secure_url(authorize)
+        require_secure_url(authorize, "OAuth credentials")
         # Built by hand: oauthlib's prepare_request_uri refuses http, even to the loopback
         # emulator. The parameters are exactly what oauthlib would send.
         query = urlencode(
@@ -222,7 +199,7 @@ class OAuthGrants:
         return self.settings.client_id
 
     def _post(self, url: str, data: dict[str, str] | str) -> requests.Response:
-        require_secure_url(url)
+        require_secure_url(url, "OAuth credentials")
         try:
             response = self._session.post(
                 url,

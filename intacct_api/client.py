@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import ipaddress
 import logging
 import re
 import threading
@@ -38,6 +37,7 @@ from intacct_api.errors import (
     TransportError,
     parse_error_response,
 )
+from intacct_api.network_policy import is_loopback_host
 from intacct_api.retry import (
     MAX_PACE_SECONDS,
     THROTTLE_STATUSES,
@@ -126,17 +126,6 @@ class ApiResponse:
         return self._decoded
 
 
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ::1 — the only hosts plain http:// may reach."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _validated_base_url(raw: str) -> httpx.URL:
     """Parse ``base_url`` and refuse anything that would send tokens in clear text."""
     try:
@@ -148,7 +137,8 @@ def _validated_base_url(raw: str) -> httpx.URL:
     if url.scheme == "http" and not is_loopback_host(url.host):
         raise ConfigError(
             f"base_url {raw!r} uses plain http:// to a non-loopback host; tokens would travel "
-            "unencrypted. Use https:// (http:// is allowed only for 127.0.0.1, ::1, localhost)."
+            "unencrypted. Use https:// (http:// is allowed only to loopback: localhost, "
+            "*.localhost, 127.0.0.0/8, ::1)."
         )
     if url.query or url.fragment or url.userinfo:
         raise ConfigError(f"base_url {raw!r} must not contain credentials, a query or a fragment")

@@ -24,9 +24,10 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import typer
 
-from intacct_api.auth import TokenManager, is_loopback_host
+from intacct_api.auth import TokenManager
 from intacct_api.cli.app import echo_json, fail, get_context
 from intacct_api.errors import IntacctError
+from intacct_api.network_policy import is_loopback_host
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 DEFAULT_WAIT_SECONDS = 300.0
