@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from intacct_api.client import DEFAULT_ENTITY, encode_path_value
+from intacct_api.columns import ENTITY
 from intacct_api.errors import (
     IntacctAPIError,
     IntacctError,
@@ -86,7 +87,7 @@ logger = logging.getLogger(__name__)
 MAX_BATCH_SIZE = 500
 """Intacct's limit of records per multi-record request."""
 OPERATIONS = ("create", "update", "upsert", "delete")
-ENTITY_FIELD = "_entity"
+ENTITY_FIELD = ENTITY
 SOURCE_ROW_FIELD = "_sdc_line_number"
 """Where file taps (the SDK's CSV/filesystem taps) put a record's row in its source file."""
 LOOKUP_PAGE_SIZE = 4000

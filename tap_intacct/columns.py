@@ -1,24 +1,15 @@
-"""The top-level columns the tap adds to Intacct's records, and how a schema gets them.
+"""How a stream's schema gets the top-level columns the tap adds to Intacct's records.
 
-All of them start with an underscore so they can never collide with an Intacct field name and
-a reader can tell at a glance which columns came from the tap:
-
-``_modified_at``
-    A copy of ``audit.modifiedDateTime``. singer-sdk only understands a *top-level* replication
-    key (state reads ``record[replication_key]``), while Intacct keeps the timestamp nested.
-    The nested value stays in ``audit`` too (when selected), so the record keeps Intacct's shape.
-``_entity``
-    The entity (location) id the record was read from: the partition's entity, the
-    connection's ``entity`` setting, or null for the top level.
-``_sdc_deleted_at``
-    Only with ``deletes`` enabled: set on the records that announce a deleted key (all other
-    fields absent), null otherwise. The ``_sdc_`` prefix is the Singer convention targets know.
+Their names and meaning are the tap/target contract, defined once in :mod:`intacct_api.columns`
+(re-exported here for the tap's modules).
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+from intacct_api.columns import DELETED_AT, ENTITY, MODIFIED_AT, SYNTHETIC_COLUMNS
 
 __all__ = [
     "DELETED_AT",
@@ -28,10 +19,6 @@ __all__ = [
     "with_synthetic_columns",
 ]
 
-MODIFIED_AT = "_modified_at"
-ENTITY = "_entity"
-DELETED_AT = "_sdc_deleted_at"
-SYNTHETIC_COLUMNS = frozenset({MODIFIED_AT, ENTITY, DELETED_AT})
 
 _DATETIME = {"type": ["string", "null"], "format": "date-time"}
 

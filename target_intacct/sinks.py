@@ -51,6 +51,7 @@ from singer_sdk.helpers._typing import (
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 
+from intacct_api.columns import DELETED_AT
 from intacct_api.errors import IntacctError
 from intacct_api.mutate import MAX_BATCH_SIZE, MutateItem
 from intacct_api.mutate_results import ERROR, SKIPPED, MutateResult
@@ -62,8 +63,6 @@ if TYPE_CHECKING:
     from target_intacct.target import TargetIntacct
 
 __all__ = ["IntacctSink", "UnknownStreamSink", "sink_class_for"]
-
-DELETED_AT = "_sdc_deleted_at"
 
 
 class IntacctSink(BatchSink):
