@@ -29,6 +29,7 @@ from intacct_emulator.idempotency import IdempotencyCache
 from intacct_emulator.oauth import OAuthServer
 from intacct_emulator.oauth_routes import OAuthRoutes
 from intacct_emulator.query_engine import QueryOptions
+from intacct_emulator.reports_service import ReportsService
 from intacct_emulator.state import EmulatorState, apply_refused_fields
 from intacct_emulator.stats import RequestStats
 
@@ -91,9 +92,11 @@ def create_app(config: EmulatorConfig) -> Starlette:
             if owns_company:
                 company.close()
 
+    reports = ReportsService(company)  # GL balance reports (issue 16), computed from lines
     app = Starlette(
         routes=[
             *OAuthRoutes(oauth).routes(),
+            *reports.routes(),
             *ApiRoutes(state).routes(),
             *ControlRoutes(state).routes(),
         ],
@@ -104,6 +107,7 @@ def create_app(config: EmulatorConfig) -> Starlette:
         lifespan=lifespan,
     )
     app.state.emulator = state
+    app.state.reports = reports
     return app
 
 

@@ -31,6 +31,7 @@ from intacct_api.records import queryable_schema
 from intacct_api.schema import to_record_schema
 from intacct_api.spec import ObjectInfo, SpecRegistry
 from tap_intacct.columns import ENTITY, MODIFIED_AT, with_synthetic_columns
+from tap_intacct.report_streams import BALANCE_STREAM_NAMES
 from tap_intacct.settings import OperationSpec, TapOptions
 
 if TYPE_CHECKING:
@@ -237,6 +238,8 @@ def catalog_definitions(
                 )
             )
             continue
+        if name in BALANCE_STREAM_NAMES:
+            continue  # built by tap_intacct.report_streams from the balance settings
         info = _known_object(registry, name)
         if info is None:
             logger.warning("catalog stream %r is no known Intacct object; skipped", name)

@@ -25,6 +25,8 @@ from tap_intacct.discovery import (
     operation_definition,
     spec_definitions,
 )
+from tap_intacct.report_settings import BALANCE_SETTINGS
+from tap_intacct.report_streams import balance_streams
 from tap_intacct.settings import TAP_SETTINGS, TapOptions
 from tap_intacct.streams import OperationStream, QueryStream
 from tap_intacct.writer import RecordBufferedWriter
@@ -59,7 +61,7 @@ class TapIntacct(IntacctPluginMixin, Tap):
     name = "tap-intacct"
     dynamic_catalog = True
     message_writer_class = RecordBufferedWriter
-    config_jsonschema = _config_schema(SHARED_SETTINGS, TAP_SETTINGS)
+    config_jsonschema = _config_schema(SHARED_SETTINGS, TAP_SETTINGS, BALANCE_SETTINGS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.audit_refused = False
@@ -134,10 +136,12 @@ class TapIntacct(IntacctPluginMixin, Tap):
 
     def discover_streams(self) -> list[Stream]:
         """Instantiate one generated stream per definition."""
-        return [
+        streams: list[Stream] = [
             OperationStream(self, d) if d.operation else QueryStream(self, d)
             for d in self.stream_definitions()
         ]
+        streams.extend(balance_streams(self))  # opt-in: only those `balance_reports` names
+        return streams
 
 
 if __name__ == "__main__":
