@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from intacct_api.errors import IntacctAPIError, IntacctError, scrub
 
@@ -21,6 +21,7 @@ __all__ = [
     "SKIPPED",
     "UNKNOWN",
     "ItemOutcome",
+    "ItemResult",
     "MutateResult",
     "is_whole_request_error",
     "outcomes_from_response",
@@ -120,6 +121,15 @@ class ItemOutcome:
     replayed: bool = False
     note: str | None = None
     idempotency_key: str | None = None
+
+
+class ItemResult(NamedTuple):
+    """What happened to one record of a request: the operation it got (an upsert becomes a
+    create or an update), Intacct's outcome, and the request element echoed in results."""
+
+    operation: str
+    outcome: ItemOutcome
+    request: dict[str, Any] | None
 
 
 def _text(value: Any) -> str | None:

@@ -1,0 +1,110 @@
+"""Upsert: look the batch's natural keys up in one query, then one create and one update.
+
+A record carrying ``key`` is an update without a look-up. The others are found by
+``match_on`` (default ``id``) with one ``$in`` query per request-sized chunk (paged only
+beyond 4,000 rows); a value matching several records is refused rather than guessed. The
+bodies were prepared at planning time both ways, so nothing is validated here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from intacct_api.client import DEFAULT_ENTITY
+from intacct_api.errors import IntacctError
+from intacct_api.mutate_plan import PreparedItem, Task, dig
+from intacct_api.mutate_results import ItemOutcome, ItemResult, outcome_from_exception
+from intacct_api.mutate_send import Outcomes, RequestSender
+
+if TYPE_CHECKING:
+    from intacct_api.client import IntacctClient
+    from intacct_api.spec import ObjectInfo
+
+__all__ = ["LOOKUP_PAGE_SIZE", "lookup_keys", "run_upsert"]
+
+logger = logging.getLogger("intacct_api.mutate")
+
+LOOKUP_PAGE_SIZE = 4000
+
+
+def run_upsert(sender: RequestSender, info: ObjectInfo, task: Task, match_on: str) -> Outcomes:
+    """Look up, split into creates and updates, send both."""
+    values = sorted(
+        {str(p.match_value) for p in task.items if p.key is None and p.match_value is not None}
+    )
+    try:
+        existing = lookup_keys(sender.client, info, match_on, values, task.entity)
+    except Exception as exc:
+        if not isinstance(exc, IntacctError):
+            logger.exception("unexpected failure looking up %s", info.name)
+        failed = outcome_from_exception(exc)
+        failed.error = f"upsert lookup by {match_on!r} failed: {failed.error}"
+        return {p.pos: ItemResult("upsert", failed, p.body) for p in task.items}
+    creates: list[PreparedItem] = []
+    updates: list[PreparedItem] = []
+    out: Outcomes = {}
+    for prepared in task.items:
+        if prepared.key is not None:  # carried its key: an update, no look-up needed
+            updates.append(prepared)
+            continue
+        keys = existing.get(str(prepared.match_value), []) if prepared.match_value else []
+        if len(keys) > 1:
+            ambiguous = ItemOutcome(
+                ok=False,
+                error=f"field '{match_on}': {len(keys)} existing records match "
+                f"{prepared.match_value!r} (keys {', '.join(keys)}); cannot choose",
+                error_code="ambiguousMatch",
+            )
+            out[prepared.pos] = ItemResult("upsert", ambiguous, prepared.body)
+        elif keys:
+            prepared.key = keys[0]
+            prepared.body = {"key": keys[0], **prepared.body}
+            updates.append(prepared)
+        elif prepared.create_body is None:  # new, and not a valid create (planning said why)
+            invalid = ItemOutcome(
+                ok=False, error=prepared.create_error or "invalid", error_code="invalidRecord"
+            )
+            out[prepared.pos] = ItemResult("create", invalid, prepared.body)
+        else:
+            prepared.body = prepared.create_body
+            creates.append(prepared)
+    if creates:
+        out.update(sender.send(info, "create", task.entity, creates))
+    if updates:
+        out.update(sender.send(info, "update", task.entity, updates))
+    return out
+
+
+def lookup_keys(
+    client: IntacctClient,
+    info: ObjectInfo,
+    match_on: str,
+    values: Sequence[str],
+    entity: str | None,
+) -> dict[str, list[str]]:
+    """Existing keys by match value: one `$in` query (paged only beyond 4,000 rows)."""
+    found: dict[str, list[str]] = {}
+    if not values:
+        return found
+    start: int | None = 1
+    while start is not None:
+        body = {
+            "object": info.name,
+            "fields": ["key", match_on],
+            "filters": [{"$in": {match_on: list(values)}}],
+            "orderBy": [{"key": "asc"}],
+            "start": start,
+            "size": LOOKUP_PAGE_SIZE,
+        }
+        payload = client.query(body, entity=entity if entity is not None else DEFAULT_ENTITY).json()
+        for row in payload.get("ia::result") or ():
+            value = row.get(match_on)
+            if value is None:
+                value = dig(row, match_on)
+            if value is not None and row.get("key") is not None:
+                found.setdefault(str(value), []).append(str(row["key"]))
+        next_start = (payload.get("ia::meta") or {}).get("next")
+        start = int(next_start) if next_start else None
+    return found
