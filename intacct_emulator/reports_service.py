@@ -93,6 +93,8 @@ class ReportsService:
         self._jobs: dict[str, _Job] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self.entity_headers: list[str | None] = []
+        """Entity header of each submission: ignored, as Intacct does; tests check none is sent."""
 
     def routes(self) -> list[Route]:
         base = API_PREFIX + "/services/reports"
@@ -115,6 +117,7 @@ class ReportsService:
             body = _decoder.decode(await request.body())
         except msgspec.DecodeError:
             return invalid_request("The request body is not valid JSON", "REST-1064")
+        self.entity_headers.append(request.headers.get("x-ia-api-param-entity"))
         problem = _check(body)
         if problem is not None:
             return invalid_request(problem, "REST-1064")

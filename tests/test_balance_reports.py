@@ -387,6 +387,24 @@ def test_polling_honours_retry_after_then_backs_off_and_times_out(
     assert caught.value.report_id
 
 
+def test_report_requests_carry_the_entity_in_the_body_never_in_the_header(
+    server: EmulatorServer, tmp_path: Path
+) -> None:
+    tap = TapIntacct(config=config(server, tmp_path, entity="E100"))  # a connection-level entity
+    try:
+        body = request_body(
+            BALANCE_REPORTS["trial_balance"], P1, reporting_book="ACCRUAL", entity="E200"
+        )
+        output = ReportRunner(tap.client, PollPolicy(min_interval=0.01)).run(
+            "gl-report-trial-balance", body, name="tb"
+        )
+    finally:
+        tap.close()
+    assert reports_of(server).entity_headers == [None]
+    rows = list(parse_balances(output.text(), report="tb"))
+    assert {r.account_id for r in rows} == {"1100", "4000"}  # only E200's January lines
+
+
 # -- request shapes, output reading, settings -------------------------------------------------
 
 
