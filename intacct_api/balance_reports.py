@@ -130,11 +130,6 @@ def shift_period(period: str, months: int) -> str:
     return f"{moved.year:04d}-{moved.month:02d}"
 
 
-def period_of(day: dt.date) -> str:
-    """The period a date falls in."""
-    return f"{day.year:04d}-{day.month:02d}"
-
-
 def period_range(first: str, last: str) -> list[str]:
     """Every period from ``first`` to ``last`` inclusive (empty when ``first`` is later)."""
     out: list[str] = []

@@ -149,10 +149,7 @@ class BalanceStream(Stream):
 
     def _read(self, context: Context | None) -> Iterator[dict[str, Any]]:
         entity = str((context or {}).get("entity") or "")
-        bookmark = self.get_starting_replication_key_value(context)
-        periods = self.options.periods_to_read(
-            str(bookmark) if bookmark else None, current_period()
-        )
+        periods = self.options.periods_to_read(self._bookmark(context), current_period())
         runner = ReportRunner(self.intacct_tap.client, self.options.poll)
         book = self.options.reporting_book
         for period in periods:
@@ -174,6 +171,18 @@ class BalanceStream(Stream):
                 self.failures.append(str(exc))
                 return
             yield from self._records(rows, period, entity, output.report_id)
+
+    def _bookmark(self, context: Context | None) -> str | None:
+        """The last period emitted before this run, from state only.
+
+        Not ``get_starting_replication_key_value``: without state the SDK puts the config's
+        ``start_date`` (a timestamp meant for the query streams) there, which is no period.
+        """
+        state = self.get_context_state(context)
+        value = state.get("replication_key_value")
+        if not value or state.get("replication_key") != self.replication_key:
+            return None
+        return str(value)
 
     def _records(
         self, rows: Iterable[Any], period: str, entity: str, report_id: str
