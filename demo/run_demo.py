@@ -1,14 +1,18 @@
 """The main job, end to end, against the local Intacct emulator (`make demo`).
 
 1. start `intacct-emulator` with a seeded multi-entity company (a SQLite file under demo-output/),
-2. `meltano run` the extraction job: tap-intacct -> target-duckdb (the embedded warehouse),
+2. `meltano run` the extraction job: tap-intacct -> target-duckdb (the embedded warehouse), then
+   build the typed layer over it (:mod:`warehouse_types`: DECIMAL amounts, DATE dates),
 3. `meltano run` tap-intacct -> target-jsonl, edit some vendor records in those files,
 4. `meltano run` the load job: tap-jsonl -> target-intacct (upsert: records carry their `key`),
 5. `meltano run` the extraction again: incremental, only the changed records come back,
-6. print what happened (counts per stream, where the data is, per-record results) and stop.
+6. check the warehouse against the emulator (edited vendors, per-account sums to the cent) and
+   print a short summary: where each output is and how to open the warehouse.
 
-It needs only the project venv (for the emulator) and the Meltano tool venv it runs in (meltano +
-duckdb). Every plugin is declared fully in meltano.yml, so nothing touches Meltano Hub.
+Each Meltano command's own output goes to a log file under demo-output/logs/; the terminal gets
+one line per step. It needs only the project venv (for the emulator) and the Meltano tool venv
+it runs in (meltano + duckdb). Every plugin is declared fully in meltano.yml, so nothing touches
+Meltano Hub.
 """
 
 from __future__ import annotations
@@ -20,8 +24,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
+
+from warehouse_types import create_typed_views
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-output"
@@ -29,6 +38,15 @@ PROJECT_BIN = ROOT / ".venv" / "bin"
 TOOL_BIN = Path(sys.executable).parent
 SEED_RECORDS = int(os.environ.get("DEMO_SEED_RECORDS", "200"))
 CHANGED_VENDORS = 10
+LOGS = OUT / "logs"
+CATALOG = ROOT / ".meltano" / "run" / "tap-intacct" / "tap.properties.json"
+RAW, TYPED = "intacct", "intacct_typed"
+LINES_OBJECT = "general-ledger/journal-entry-line"
+LINES_STREAM = "general_ledger__journal_entry_line"
+EXAMPLE_QUERY = (  # printed for the reader, never run here
+    "select glaccount__id, sum(txnamount) from intacct_typed.general_ledger__journal_entry_line "
+    "group by 1"
+)
 
 
 def free_port() -> int:
@@ -57,10 +75,29 @@ def stats(root_url: str) -> dict[str, int]:
         return dict(json.load(resp)["requests"])
 
 
-def meltano(*args: str, env: dict[str, str]) -> None:
-    """Run one meltano command in the project, echoing it; fail the demo on error."""
-    print(f"\n$ meltano {' '.join(args)}", flush=True)
-    subprocess.run([str(TOOL_BIN / "meltano"), *args], cwd=ROOT, env=env, check=True)  # noqa: S603
+def meltano(*args: str, env: dict[str, str], log_name: str) -> float:
+    """Run one meltano command in the project, its output in a log file; one line here.
+
+    Returns the seconds it took. On failure the end of the log is printed and the demo stops.
+    """
+    log = LOGS / f"{log_name}.log"
+    command = f"meltano {' '.join(args)}"
+    started = time.monotonic()
+    with log.open("w") as out:
+        done = subprocess.run(  # noqa: S603
+            [str(TOOL_BIN / "meltano"), *args],
+            check=False,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-40:])
+        raise SystemExit(f"{command} failed (exit {done.returncode}); end of {log}:\n{tail}")
+    print(f"  {command:58s} {seconds:5.1f} s   log: {log.relative_to(ROOT)}", flush=True)
+    return seconds
 
 
 def warehouse_counts(db_path: Path) -> dict[str, int]:
@@ -100,11 +137,72 @@ def vendor_names(db_path: Path) -> dict[str, str]:
     return {str(vid): str(name) for vid, name in rows}
 
 
+def emulator_rows(base_url: str, object_name: str, fields: list[str]) -> list[dict[str, Any]]:
+    """Every row of an object from the emulator's query service (the truth to check against)."""
+    form = urllib.parse.urlencode(
+        {
+            "grant_type": "client_credentials",
+            "client_id": "demo-client",
+            "client_secret": "demo-secret",
+            "username": "admin@DEMO",
+        }
+    ).encode()
+    with urllib.request.urlopen(f"{base_url}/oauth2/token", data=form, timeout=10) as resp:  # noqa: S310
+        token = json.load(resp)["access_token"]
+    rows: list[dict[str, Any]] = []
+    start = 1
+    while True:
+        body = {"object": object_name, "fields": fields, "start": start, "size": 4000}
+        request = urllib.request.Request(  # noqa: S310
+            f"{base_url}/services/core/query",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+            payload = json.load(resp)
+        rows.extend(payload["ia::result"])
+        if not payload["ia::meta"].get("next"):
+            return rows
+        start = int(payload["ia::meta"]["next"])
+
+
+def check_sums(db_path: Path, base_url: str) -> tuple[int, Decimal, str]:
+    """Journal-entry-line amounts per GL account: typed warehouse view vs the emulator.
+
+    Returns (accounts compared, total, the DuckDB type of the amount column); exits when a sum
+    differs by anything at all.
+    """
+    import duckdb
+
+    truth: dict[str, Decimal] = {}
+    for row in emulator_rows(base_url, LINES_OBJECT, ["glAccount.id", "txnAmount"]):
+        if row["txnAmount"] is not None:
+            account = str(row["glAccount.id"])
+            truth[account] = truth.get(account, Decimal(0)) + Decimal(str(row["txnAmount"]))
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        found = {
+            str(account): total
+            for account, total in con.execute(
+                f'select glaccount__id, sum(txnamount) from {TYPED}."{LINES_STREAM}" '  # noqa: S608
+                "where txnamount is not null group by 1"
+            ).fetchall()
+        }
+        kind = con.execute(
+            "select data_type from information_schema.columns where table_schema = ? "
+            "and table_name = ? and column_name = 'txnamount'",
+            [TYPED, LINES_STREAM],
+        ).fetchone()
+    if found != truth:
+        differ = sorted(a for a in set(found) | set(truth) if found.get(a) != truth.get(a))
+        raise SystemExit(f"warehouse sums differ from the emulator's for accounts {differ[:10]}")
+    return len(truth), sum(truth.values(), Decimal(0)), str(kind[0] if kind else "?")
+
+
 def main() -> int:
     """Run the demo; returns the process exit code."""
     if OUT.exists():
         shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
+    LOGS.mkdir(parents=True)
     (ROOT / ".meltano" / "run").mkdir(parents=True, exist_ok=True)
     port = free_port()
     root_url = f"http://127.0.0.1:{port}"
@@ -112,8 +210,9 @@ def main() -> int:
     warehouse = OUT / "warehouse.duckdb"
     changes_file = OUT / "changes" / "accounts_payable__vendor.jsonl"
     files_dir = OUT / "files"
+    started = time.monotonic()
 
-    emulator_log = (OUT / "emulator.log").open("w")
+    emulator_log = (LOGS / "emulator.log").open("w")
     emulator = subprocess.Popen(  # noqa: S603
         [
             str(PROJECT_BIN / "intacct-emulator"),
@@ -143,47 +242,63 @@ def main() -> int:
             "DEMO_RESULTS_FILE": str(OUT / "intacct-results.jsonl"),
             "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
         }
-        meltano("install", env=env)
+        meltano("install", env=env, log_name="1-install")
         # A demo starts from a fresh company, so it ignores state left by an earlier demo.
-        meltano("run", "--full-refresh", "intacct-to-warehouse", env=env)
+        meltano("run", "--full-refresh", "intacct-to-warehouse", env=env, log_name="2-extract")
         first = warehouse_counts(warehouse)
 
         names_before = vendor_names(warehouse)
-        meltano("run", "--full-refresh", "intacct-to-files", env=env)
+        meltano("run", "--full-refresh", "intacct-to-files", env=env, log_name="3-files")
         changes = change_vendors(files_dir / "accounts_payable__vendor.jsonl", changes_file)
-        print(f"\nchanged {len(changes)} vendors in {changes_file.relative_to(ROOT)}")
-        meltano("run", "files-to-intacct", env=env)
+        meltano("run", "files-to-intacct", env=env, log_name="4-load-back")
 
         before_incremental = stats(root_url)
-        meltano("run", "intacct-to-warehouse", env=env)
+        meltano("run", "intacct-to-warehouse", env=env, log_name="5-incremental")
         after = stats(root_url)
         second = warehouse_counts(warehouse)
+        decimals = create_typed_views(warehouse, CATALOG, RAW, TYPED)
+        accounts, total, amount_type = check_sums(warehouse, base_url)
 
         results = [
             json.loads(line)
             for line in (OUT / "intacct-results.jsonl").read_text().splitlines()
             if line.strip()
         ]
-        print("\n== what happened")
-        print(f"warehouse: {warehouse.relative_to(ROOT)} (DuckDB)")
-        for table, count in first.items():
-            print(f"  {table:55s} {count:6d} rows after the first run, {second[table]:6d} after")
         ok = sum(1 for r in results if r.get("status") == "ok")
-        print(f"load back: {ok}/{len(results)} records ok -> {OUT.name}/intacct-results.jsonl")
-        for result in results[:3]:
-            print(f"  {json.dumps(result)[:160]}")
         incremental_queries = after.get("POST /services/core/query", 0) - before_incremental.get(
             "POST /services/core/query", 0
         )
-        print(f"incremental re-run: {incremental_queries} query calls")
-        print(f"emulator request counts: {json.dumps(after, indent=1)}")
         names_after = vendor_names(warehouse)
         differ = {vid for vid, name in names_after.items() if names_before.get(vid) != name}
         expected = {str(c["id"]) for c in changes}
-        verdict = (
-            "exactly the edited ones" if differ == expected else f"expected {sorted(expected)}"
+        rows = sum(first.values())
+        print(f"\n== done in {time.monotonic() - started:.0f} s")
+        print(
+            f"warehouse  {warehouse.relative_to(ROOT)}: {len(first)} tables, {rows} rows "
+            f"(raw, schema {RAW}); typed views in schema {TYPED} "
+            f"({sum(len(c) for c in decimals.values())} DECIMAL amount columns)"
         )
-        print(f"vendors whose name changed in the warehouse: {len(differ)} ({verdict})")
+        print(
+            f"           {LINES_STREAM}.txnamount is {amount_type}: sums for {accounts} GL "
+            f"accounts equal the emulator's to the cent (total {total})"
+        )
+        print(f"files      {files_dir.relative_to(ROOT)}/ (target-jsonl, one file per stream)")
+        print(
+            f"load back  {ok}/{len(results)} records ok, results in "
+            f"{(OUT / 'intacct-results.jsonl').relative_to(ROOT)}"
+        )
+        verdict = "exactly the edited ones" if differ == expected else "UNEXPECTED"
+        grew = {t: second[t] - first.get(t, 0) for t in second if second[t] != first.get(t, 0)}
+        print(
+            f"re-run     incremental: {incremental_queries} query calls; vendors renamed in "
+            f"the warehouse: {len(differ)} ({verdict})" + (f"; new rows {grew}" if grew else "")
+        )
+        print(f"logs       {LOGS.relative_to(ROOT)}/ (each meltano command, the emulator)")
+        print(
+            'open it    .venv-meltano/bin/python -c "import duckdb; '
+            f"print(duckdb.connect('{warehouse.relative_to(ROOT)}', read_only=True).sql("
+            f"'{EXAMPLE_QUERY}'))\""
+        )
         return 0 if ok == len(changes) == CHANGED_VENDORS and differ == expected else 1
     finally:
         emulator.terminate()

@@ -56,7 +56,10 @@ TAP_SETTINGS = th.PropertiesList(
         description=(
             "Limit discovery to these objects: object names (`accounts-receivable/customer`), "
             "stream names (`accounts_receivable__customer`) or shell patterns "
-            "(`accounts-receivable/*`). Empty = every queryable object of the spec."
+            "(`accounts-receivable/*`). Empty = every queryable object of the spec, with only "
+            "the curated finance objects (GL, AR, AP, dimensions) selected by default. "
+            "Meltano's plugin definition sets it to those curated objects: add an object here "
+            "to opt in to it."
         ),
     ),
     th.Property(
@@ -69,6 +72,17 @@ TAP_SETTINGS = th.PropertiesList(
             "offline) or `model` (the live model service: adds the tenant's custom `nsp::` "
             "fields, drops fields the tenant lacks; one model call per object). Objects the "
             "model service refuses are skipped with one warning each."
+        ),
+    ),
+    th.Property(
+        "catalog_cache",
+        th.BooleanType,
+        default=True,
+        description=(
+            "Keep the catalog `--discover` builds from the spec in the user's cache folder and "
+            "reuse it while the spec files, the tap's code and the discovery settings are "
+            "unchanged (Meltano discovers before every run). Never used with "
+            "`schema_source: model`."
         ),
     ),
     th.Property(
@@ -145,6 +159,7 @@ class TapOptions:
     include_private: bool = False
     deletes: DeleteMode = "off"
     operations: tuple[OperationSpec, ...] = ()
+    catalog_cache: bool = True
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TapOptions:
@@ -169,6 +184,7 @@ class TapOptions:
             schema_source=source,  # type: ignore[arg-type]
             entities=_entities(config.get("entities")),
             include_private=bool(config.get("include_private")),
+            catalog_cache=config.get("catalog_cache") is not False,
             deletes=deletes,  # type: ignore[arg-type]
             operations=tuple(
                 OperationSpec(

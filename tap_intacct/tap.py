@@ -7,17 +7,19 @@ from the shared ``QueryPager``; this module only wires settings, discovery and s
 
 from __future__ import annotations
 
+import logging
 import weakref
 from functools import cached_property
 from typing import Any
 
-from singer_sdk import Stream, Tap
+from singer_sdk import Stream, Tap, about
 from singer_sdk import typing as th
 
 from intacct_api.client import IntacctClient
 from intacct_api.pager import QueryPager
 from intacct_api.plugin import IntacctPluginMixin
 from intacct_api.settings import SHARED_SETTINGS
+from tap_intacct.catalog_cache import CatalogCache
 from tap_intacct.discovery import (
     StreamDefinition,
     catalog_definitions,
@@ -27,6 +29,7 @@ from tap_intacct.discovery import (
 )
 from tap_intacct.report_settings import BALANCE_SETTINGS
 from tap_intacct.report_streams import balance_streams
+from tap_intacct.selection import DEFAULT_STREAMS
 from tap_intacct.settings import TAP_SETTINGS, TapOptions
 from tap_intacct.streams import OperationStream, QueryStream
 from tap_intacct.writer import RecordBufferedWriter
@@ -59,6 +62,9 @@ class TapIntacct(IntacctPluginMixin, Tap):
     """
 
     name = "tap-intacct"
+    package_name = "intacct-singer"
+    """The distribution (not ``tap-intacct``, a different project on PyPI and the Hub): the
+    SDK reads ``--about``'s and the log's plugin version from it."""
     dynamic_catalog = True
     message_writer_class = RecordBufferedWriter
     config_jsonschema = _config_schema(SHARED_SETTINGS, TAP_SETTINGS, BALANCE_SETTINGS)
@@ -68,7 +74,21 @@ class TapIntacct(IntacctPluginMixin, Tap):
         """Set once the audit trail refused us, so the warning is logged once per run."""
         self._entity_ids: list[str] | None = None
         self._entities_resolved = False
+        # One INFO line per HTTP request is noise on a long sync (the summary counts them).
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         super().__init__(*args, **kwargs)
+
+    @classmethod
+    def _get_about_info(cls) -> about.AboutInfo:
+        """The SDK's, with the description on one line.
+
+        The SDK's markdown template ``dedent``s an f-string that embeds the description; a
+        multi-line docstring leaves its lines unindented, so nothing is dedented and the
+        ``# tap-intacct`` heading ends up indented into a code block.
+        """
+        info = super()._get_about_info()
+        info.description = " ".join((cls.__doc__ or "").split())
+        return info
 
     # -- shared objects ---------------------------------------------------------------------
 
@@ -135,13 +155,47 @@ class TapIntacct(IntacctPluginMixin, Tap):
         return found
 
     def discover_streams(self) -> list[Stream]:
-        """Instantiate one generated stream per definition."""
-        streams: list[Stream] = [
-            OperationStream(self, d) if d.operation else QueryStream(self, d)
-            for d in self.stream_definitions()
-        ]
+        """Instantiate one generated stream per definition.
+
+        Without an ``objects`` setting, only the curated default streams
+        (:mod:`tap_intacct.selection`) are selected by default; every other object is in the
+        catalog, opt-in. Configured operations and explicitly listed objects are selected.
+        """
+        curated = not self.options.objects
+        streams: list[Stream] = []
+        for definition in self.stream_definitions():
+            stream: Stream = (
+                OperationStream(self, definition)
+                if definition.operation
+                else QueryStream(self, definition)
+            )
+            if curated and not definition.operation:
+                stream.selected_by_default = definition.name in DEFAULT_STREAMS
+            streams.append(stream)
         streams.extend(balance_streams(self))  # opt-in: only those `balance_reports` names
         return streams
+
+    def run_discovery(self) -> str:
+        """Print the catalog, from the catalog cache when nothing it depends on changed."""
+        options = self.options
+        if not options.catalog_cache or options.schema_source == "model":
+            return super().run_discovery()
+        secrets = [
+            name
+            for name, prop in (self.config_jsonschema.get("properties") or {}).items()
+            if prop.get("secret")
+        ]
+        cache = CatalogCache(self.config, secrets)
+        text = cache.read()
+        if text is None:
+            # The SDK's indented text: Meltano reads discovery output line by line, with a
+            # line-length limit that one compact 6 MB line overruns (the run then hangs).
+            text = self.catalog_json_text
+            cache.write(text)
+        else:
+            self.logger.info("catalog: reused %s (catalog_cache: false to rebuild)", cache.path)
+        print(text)  # the catalog goes to stdout, as in the SDK's run_discovery
+        return text
 
 
 if __name__ == "__main__":
