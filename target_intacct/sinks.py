@@ -55,12 +55,12 @@ from intacct_api.columns import DELETED_AT
 from intacct_api.errors import IntacctError
 from intacct_api.mutate import MAX_BATCH_SIZE, MutateItem
 from intacct_api.mutate_results import ERROR, SKIPPED, MutateResult
+from target_intacct.context import WriteContext
 from target_intacct.validation import FastRecordValidator
 
 if TYPE_CHECKING:
     from singer_sdk.target_base import Target
 
-    from target_intacct.target import TargetIntacct
 
 __all__ = ["IntacctSink", "UnknownStreamSink", "sink_class_for"]
 
@@ -78,14 +78,14 @@ class IntacctSink(BatchSink):
         schema: dict,
         key_properties: Sequence[str] | None,
     ) -> None:
-        self._target: TargetIntacct = target  # type: ignore[assignment]
+        self._ctx: WriteContext = target.write_context  # type: ignore[attr-defined]
         super().__init__(target, stream_name, schema, key_properties)
-        mapping = self._target.stream_mapping(stream_name)
+        mapping = self._ctx.mapping(stream_name)
         self.operation: str = mapping.get("operation") or "upsert"
         self.match_on: str | None = mapping.get("match_on")
-        self.allow_deletes = bool(self.config.get("allow_deletes", False))
-        self._entity: str | None = self.config.get("entity") or None
-        wanted = self.batch_size_rows or self.config.get("batch_size") or MAX_BATCH_SIZE
+        self.allow_deletes = self._ctx.allow_deletes
+        self._entity: str | None = self._ctx.entity
+        wanted = self.batch_size_rows or self._ctx.batch_size or MAX_BATCH_SIZE
         self._max_size = max(1, min(int(wanted), MAX_BATCH_SIZE))
         self._prepare_timestamp_plan()
 
@@ -170,7 +170,7 @@ class IntacctSink(BatchSink):
         the operation (writable on create *and* update), so the stream check can skip them."""
         if not self.object_name:
             return frozenset()
-        engine = self._target.engine
+        engine = self._ctx.engine
         try:
             info = engine.registry.object(self.object_name)
         except IntacctError:
@@ -196,8 +196,8 @@ class IntacctSink(BatchSink):
     def process_record(self, record: dict, context: dict) -> None:
         """Queue the record with its operation; a validation failure is queued as an error."""
         items: list[MutateItem] = context.setdefault("items", [])
-        line = self._target.current_line
-        index = self._target.next_index(self.stream_name)
+        line = self._ctx.current_line()
+        index = self._ctx.next_index(self.stream_name)
         failure = None
         validator = self._validator
         if isinstance(validator, FastRecordValidator) and validator.has_failures:
@@ -239,7 +239,7 @@ class IntacctSink(BatchSink):
             return
         skipped = [i for i in items if i.operation == "skip-delete"]
         to_write = [i for i in items if i.operation != "skip-delete"]
-        engine = self._target.engine
+        engine = self._ctx.engine
         plan = engine.plan_items(self.object_name, to_write, match_on=self.match_on)
         skipped_results = [
             MutateResult(
@@ -264,7 +264,9 @@ class IntacctSink(BatchSink):
 
         # Only creates and deletes: no batch of this stream depends on another one.
         independent = all(i.operation in {"create", "delete"} for i in to_write)
-        self._target.submit_batch(self, send, ordered=not independent)
+        # ordered batches (upsert, update: a later one may depend on an earlier one) go one at
+        # a time per sink; creates and deletes do not depend on each other and may overlap
+        self._ctx.submit(None if independent else id(self), self.stream_name, send)
 
 
 class UnknownStreamSink(IntacctSink):
@@ -273,7 +275,7 @@ class UnknownStreamSink(IntacctSink):
     def process_batch(self, context: dict) -> None:
         """Report each record; nothing is sent."""
         items: list[MutateItem] = context.get("items", [])
-        reason = self._target.unknown_stream_reason(self.stream_name)
+        reason = self._ctx.unknown_reason(self.stream_name)
         results = [
             MutateResult(
                 index=i.index,
@@ -287,7 +289,7 @@ class UnknownStreamSink(IntacctSink):
             )
             for i in items
         ]
-        self._target.record_results(self.stream_name, results)
+        self._ctx.record(self.stream_name, results)
 
 
 def _strip_metadata(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import msgspec
-from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.contrib.msgspec import decoder as msgspec_decoder
 from singer_sdk.exceptions import (
@@ -51,14 +50,14 @@ from singer_sdk.target_base import Target
 
 from intacct_api.client import IntacctClient
 from intacct_api.errors import IntacctError
-from intacct_api.mutate import MAX_BATCH_SIZE, OPERATIONS, MutateEngine
+from intacct_api.mutate import MutateEngine
 from intacct_api.mutate_results import ERROR, UNKNOWN, MutateResult
-from intacct_api.mutate_validation import DEFAULT_MAX_STRING_LENGTH
 from intacct_api.plugin import IntacctPluginMixin
-from intacct_api.settings import SHARED_SETTINGS
 from intacct_api.write_journal import WriteJournal
+from target_intacct.context import WriteContext
 from target_intacct.pipeline import ResultPipeline
 from target_intacct.results import ResultsWriter, default_results_path
+from target_intacct.settings import TARGET_SETTINGS, TargetOptions
 from target_intacct.sinks import UnknownStreamSink, sink_class_for
 
 __all__ = ["TargetIntacct", "TolerantMsgSpecReader"]
@@ -186,117 +185,15 @@ class TargetIntacct(IntacctPluginMixin, Target):
     message_reader_class = TolerantMsgSpecReader
     default_sink_class = UnknownStreamSink
 
-    config_jsonschema: ClassVar[dict] = th.PropertiesList(
-        *SHARED_SETTINGS.wrapped.values(),
-        th.Property(
-            "streams",
-            th.ObjectType(
-                additional_properties=th.ObjectType(
-                    th.Property("object", th.StringType),
-                    th.Property("operation", th.StringType, allowed_values=list(OPERATIONS)),
-                    th.Property("match_on", th.StringType),
-                    th.Property("operation_id", th.StringType),
-                )
-            ),
-            description=(
-                "Per-stream mapping {STREAM: {object, operation, match_on, operation_id}}. "
-                "Without it a stream maps by name (`accounts_payable__vendor` or "
-                "`accounts-payable/vendor`). The key `*` maps every other stream (catch-all)."
-            ),
-        ),
-        th.Property(
-            "operation",
-            th.StringType,
-            default="upsert",
-            allowed_values=list(OPERATIONS),
-            description=(
-                "Default operation: upsert (a record with `key` is updated; others are matched "
-                "on `match_on` in one query per batch, then created or updated), create, "
-                "update (needs `key`) or delete (needs `key`)."
-            ),
-        ),
-        th.Property(
-            "match_on",
-            th.StringType,
-            default="id",
-            description="Natural-key field upsert looks existing records up by.",
-        ),
-        th.Property(
-            "allow_deletes",
-            th.BooleanType,
-            default=False,
-            description=(
-                "Delete records carrying `_sdc_deleted_at` (by `key`). When false they are "
-                "reported as `skipped` in the results (not failures) and left in Intacct."
-            ),
-        ),
-        th.Property(
-            "batch_size",
-            th.IntegerType,
-            default=MAX_BATCH_SIZE,
-            description="Records per write request (Intacct's limit, 500, is also the cap).",
-        ),
-        th.Property(
-            "atomic",
-            th.BooleanType,
-            default=False,
-            description=(
-                "Send X-IA-API-Param-Transaction: true, making each request all-or-nothing."
-            ),
-        ),
-        th.Property(
-            "on_error",
-            th.StringType,
-            default="fail",
-            allowed_values=["fail", "continue"],
-            description=(
-                "`fail`: exit non-zero at the end if any record failed (after every batch was "
-                "attempted and every result written). `continue`: exit 0 despite failed "
-                "records; a failure of the connection itself (login needed, token store, "
-                "settings, network) still exits non-zero."
-            ),
-        ),
-        th.Property(
-            "dry_run",
-            th.BooleanType,
-            default=False,
-            description=(
-                "Validate every record against the request schema of its operation and write "
-                "the results without calling the API (upserts validate as creates)."
-            ),
-        ),
-        th.Property(
-            "results_path",
-            th.StringType,
-            description=(
-                "JSON-lines file with one result per input record (overwritten per run). "
-                "Default: `intacct-results-<UTC timestamp>.jsonl` in the current directory."
-            ),
-        ),
-        th.Property(
-            "journal_path",
-            th.StringType,
-            description=(
-                "Write journal (JSON lines) of the Idempotency-Keys whose outcome is not yet "
-                "behind a STATE; a rerun after a crash re-sends those requests with the same "
-                "keys so Intacct replays instead of writing twice. Removed when a load "
-                "completes. Default: `.intacct-journal-<connection>.jsonl` in the results "
-                "file's folder. Give concurrent runs their own."
-            ),
-        ),
-        th.Property(
-            "max_string_length",
-            th.IntegerType,
-            default=DEFAULT_MAX_STRING_LENGTH,
-            description=(
-                "Longest string value accepted (the spec has no maxLength); longer values are "
-                "reported as errors instead of being sent."
-            ),
-        ),
-    ).to_dict()
+    config_jsonschema: ClassVar[dict] = TARGET_SETTINGS
+
+    # One worker pool: sinks only plan their batch (CPU) and hand it to the result pipeline,
+    # whose pool sends it; the SDK's parallel drain threads would only nest another pool.
+    max_parallelism = 1
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.options = TargetOptions.from_config(dict(self.config))
         reader = self.message_reader
         if isinstance(reader, TolerantMsgSpecReader):
             reader.on_malformed = self._process_malformed_line
@@ -321,24 +218,38 @@ class TargetIntacct(IntacctPluginMixin, Target):
     @cached_property
     def engine(self) -> MutateEngine:
         """One Mutate engine (and one pooled client) for every sink of the run."""
-        dry_run = bool(self.config.get("dry_run", False))
+        options = self.options
         client = None
-        if not dry_run:
+        if not options.dry_run:
             client = IntacctClient.shared(self.connection)
-        if client is not None:
             self._journal = WriteJournal(self.journal_path)
         return MutateEngine(
             self.registry,
             client,
             keys=self._journal,
-            batch_size=int(self.config.get("batch_size") or MAX_BATCH_SIZE),
-            atomic=bool(self.config.get("atomic", False)),
-            dry_run=dry_run,
-            entity=self.config.get("entity") or None,
-            match_on=str(self.config.get("match_on") or "id"),
-            max_string_length=int(
-                self.config.get("max_string_length") or DEFAULT_MAX_STRING_LENGTH
-            ),
+            batch_size=options.batch_size,
+            atomic=options.atomic,
+            dry_run=options.dry_run,
+            entity=options.entity,
+            match_on=options.match_on,
+            max_workers=1,  # the result pipeline is the one pool (see max_parallelism)
+            max_string_length=options.max_string_length,
+        )
+
+    @cached_property
+    def write_context(self) -> WriteContext:
+        """What every sink of this run gets (see ``target_intacct.context``)."""
+        return WriteContext(
+            engine=self.engine,
+            mapping=self.stream_mapping,
+            current_line=lambda: self.current_line,
+            next_index=self.next_index,
+            submit=self.pipeline.submit,
+            record=self.record_results,
+            unknown_reason=self.unknown_stream_reason,
+            allow_deletes=self.options.allow_deletes,
+            entity=self.options.entity,
+            batch_size=self.options.batch_size,
         )
 
     @property
@@ -346,17 +257,17 @@ class TargetIntacct(IntacctPluginMixin, Target):
         """The results file, created on first use (so `--about` never creates one)."""
         with self._writer_lock:
             if self._writer is None:
-                path = self.config.get("results_path") or default_results_path()
+                path = self.options.results_path or default_results_path()
                 self._writer = ResultsWriter(path)
             return self._writer
 
     @property
     def journal_path(self) -> Path:
         """The write journal: the setting, else one per connection beside the results."""
-        configured = self.config.get("journal_path")
+        configured = self.options.journal_path
         if configured:
             return Path(configured)
-        results = Path(self.config.get("results_path") or default_results_path())
+        results = Path(self.options.results_path or default_results_path())
         settings = self.connection
         identity = "\x00".join(
             str(part or "")
@@ -390,8 +301,8 @@ class TargetIntacct(IntacctPluginMixin, Target):
                 mapping["operation"] = operation
             except IntacctError:
                 pass
-        mapping.setdefault("operation", self.config.get("operation") or "upsert")
-        mapping.setdefault("match_on", self.config.get("match_on") or "id")
+        mapping.setdefault("operation", self.options.operation)
+        mapping.setdefault("match_on", self.options.match_on)
         return mapping
 
     def object_for_stream(self, stream_name: str) -> str | None:
@@ -425,7 +336,7 @@ class TargetIntacct(IntacctPluginMixin, Target):
     @cached_property
     def pipeline(self) -> ResultPipeline:
         """Background sending, results written in submission order (see ``pipeline``)."""
-        in_flight = self.engine.max_workers if not self.engine.dry_run else 1
+        in_flight = self.connection.max_concurrency if not self.options.dry_run else 1
         return ResultPipeline(self._write_results, max_in_flight=in_flight)
 
     def _write_results(self, stream: str, results: list[MutateResult]) -> None:
@@ -485,18 +396,6 @@ class TargetIntacct(IntacctPluginMixin, Target):
         with self._checkpoint_lock:
             sys.stdout.write(json.dumps(state) + "\n")
             sys.stdout.flush()
-
-    def submit_batch(
-        self, sink: Sink, send: Callable[[], list[MutateResult]], *, ordered: bool = True
-    ) -> None:
-        """Send a sink's planned batch in the background.
-
-        ``ordered`` batches (upsert, update: a later batch may depend on an earlier one) go one
-        at a time per sink. Batches that only create or delete do not depend on each other, so
-        each gets its own lane and up to ``max_concurrency`` of them overlap; their results are
-        still written in input order.
-        """
-        self.pipeline.submit(id(sink) if ordered else None, sink.stream_name, send)
 
     def record_results(self, stream: str, results: list[MutateResult]) -> None:
         """Record results known without a request; written after the batches before them."""
@@ -621,7 +520,7 @@ class TargetIntacct(IntacctPluginMixin, Target):
                 self._writer.path if self._writer else "the results file",
             )
             sys.exit(1)
-        if failed and self.config.get("on_error", "fail") == "fail":
+        if failed and self.options.on_error == "fail":
             unknown = self._writer.unknown if self._writer else 0
             self.logger.error(
                 "%d record(s) not written as asked (%d failed, %d with an unknown outcome: "
