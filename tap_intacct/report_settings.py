@@ -97,8 +97,8 @@ BALANCE_SETTINGS = th.PropertiesList(
         description=(
             "Entity ids the balance reports are run for, one partition each (sent in the "
             "report body as a location filter: the reports service ignores the entity "
-            "header). Empty = the `entities` setting (empty there = top level, all entities "
-            "together)."
+            "header). Empty = the `entities` setting, else the connection's `entity`, else the "
+            "top level (all entities together)."
         ),
     ),
     th.Property(

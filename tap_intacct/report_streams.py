@@ -117,8 +117,15 @@ class BalanceStream(Stream):
 
     @property
     def partitions(self) -> list[dict[str, Any]] | None:
-        """One partition per entity (``balance_entities``, else the tap's ``entities``)."""
-        entities = list(self.options.entities) or self.intacct_tap.entity_ids()
+        """One partition per entity: ``balance_entities``, else the tap's ``entities``, else the
+        connection's ``entity`` (a header the reports service would ignore, so it becomes the
+        body's filter instead of silently reading the top level)."""
+        configured = self.intacct_tap.connection.entity
+        entities = (
+            list(self.options.entities)
+            or self.intacct_tap.entity_ids()
+            or ([configured] if configured else [])
+        )
         return [{"entity": e} for e in entities] if entities else None
 
     def _sync_records(

@@ -404,6 +404,16 @@ def test_report_requests_carry_the_entity_in_the_body_never_in_the_header(
     assert reports_of(server).entity_headers == [None]
     rows = list(parse_balances(output.text(), report="tb"))
     assert {r.account_id for r in rows} == {"1100", "4000"}  # only E200's January lines
+    # The connection's entity alone makes it the streams' one partition, filtered in the body.
+    cfg = config(server, tmp_path, entity="E100", balance_reports=["trial_balance"],
+                 balance_periods=[P1])  # fmt: skip
+    messages, failure = run_tap(cfg)
+    assert failure is None
+    assert {(r["entity"], r["account_id"]) for r in records(messages, TB)} == {
+        ("E100", "6000"),
+        ("E100", "1000"),
+    }
+    assert reports_of(server).entity_headers == [None, None]
 
 
 # -- request shapes, output reading, settings -------------------------------------------------
