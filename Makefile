@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # MeltanoLabs target-postgres for tests/test_warehouse_postgres.py (its own venv, see below).
 TARGET_POSTGRES_VENV ?= .venv-target-postgres
 TARGET_POSTGRES_STAMP := $(TARGET_POSTGRES_VENV)/.installed
+# The Meltano tool venv (make demo, and tests/test_meltano_from_ref.py), defined below.
+MELTANO_VENV ?= .venv-meltano
+MELTANO_STAMP := $(MELTANO_VENV)/.installed
 # tap-csv-folder for tests/test_target_csv.py (its own venv, see below).
 TAP_CSV_VENV ?= .venv-tap-csv
 TAP_CSV_STAMP := $(TAP_CSV_VENV)/.installed
@@ -27,7 +30,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup $(TARGET_POSTGRES_STAMP) $(TAP_CSV_STAMP)
+unit: setup $(TARGET_POSTGRES_STAMP) $(TAP_CSV_STAMP) $(MELTANO_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
@@ -53,9 +56,6 @@ $(TAP_CSV_STAMP):
 	touch $(TAP_CSV_STAMP)
 
 # The Meltano tool venv: Meltano pins its own dependency set, so it never shares the project venv.
-MELTANO_VENV ?= .venv-meltano
-MELTANO_STAMP := $(MELTANO_VENV)/.installed
-
 $(MELTANO_STAMP):
 	$(PYTHON) -m venv $(MELTANO_VENV)
 	$(MELTANO_VENV)/bin/pip install --quiet --upgrade pip
