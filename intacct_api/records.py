@@ -26,6 +26,7 @@ from operator import itemgetter
 from typing import Any
 
 from intacct_api.decimals import decimal_text, is_decimal_property
+from intacct_api.scalars import CONVERTERS
 from intacct_api.schema import admitted_types
 
 __all__ = [
@@ -119,9 +120,11 @@ class RowPlan:
     ``aliases`` adds top-level copies of row values (``{"_modified_at":
     "audit.modifiedDateTime"}``) so that a nested value can also serve as the SDK's top-level
     replication key; an alias source need not be among ``fields``. ``constants`` adds fixed
-    top-level values (the entity a partition was read from). ``decimals`` names the fields
-    written as exact decimal text (:func:`~intacct_api.decimals.decimal_text`: a JSON number
-    becomes a string, as the advertised ``x-singer.decimal`` schema says). Keys of the row
+    top-level values (the entity a partition was read from). ``kinds`` maps fields to their
+    declared kind (:func:`~intacct_api.scalars.field_kinds`): a value of another JSON type is
+    converted (a JSON number in an ``x-singer.decimal`` field becomes exact decimal text, ``1``
+    in a string field ``"1"``...), so records never contradict the advertised schema;
+    ``decimals`` is shorthand for fields of kind ``decimal``. Keys of the row
     that the plan does not name are ignored, which is how ``API_QUERY_ALIAS__*`` and other
     strays vanish; a planned key missing from the row becomes ``None``.
 
@@ -135,7 +138,7 @@ class RowPlan:
     in place, as a dict assignment would.
     """
 
-    __slots__ = ("_constants", "_convert", "aliases", "decimals", "fields")
+    __slots__ = ("_constants", "_convert", "aliases", "fields", "kinds")
 
     def __init__(
         self,
@@ -144,16 +147,21 @@ class RowPlan:
         aliases: Mapping[str, str] | None = None,
         constants: Mapping[str, Any] | None = None,
         decimals: Iterable[str] = (),
+        kinds: Mapping[str, str] | None = None,
     ) -> None:
         self.fields: tuple[str, ...] = tuple(dict.fromkeys(fields))
         self.aliases: dict[str, str] = dict(aliases or {})
         self._constants: dict[str, Any] = dict(constants or {})
-        self.decimals: frozenset[str] = frozenset(decimals) & frozenset(self.fields)
+        planned = frozenset(self.fields)
+        merged = {**dict(kinds or {}), **dict.fromkeys(decimals, "decimal")}
+        self.kinds: dict[str, str] = {
+            path: kind for path, kind in merged.items() if path in planned and kind in CONVERTERS
+        }
         factory = _compiled(
             self.fields,
             tuple(self.aliases.items()),
             tuple(self._constants),
-            tuple(sorted(self.decimals)),
+            tuple(sorted(self.kinds.items())),
         )
         self._convert: _Converter = factory(*self._constants.values())
 
@@ -172,9 +180,7 @@ class RowPlan:
 
     def with_constants(self, constants: Mapping[str, Any]) -> RowPlan:
         """The same plan with other constant columns (one plan per entity partition)."""
-        return RowPlan(
-            self.fields, aliases=self.aliases, constants=constants, decimals=self.decimals
-        )
+        return RowPlan(self.fields, aliases=self.aliases, constants=constants, kinds=self.kinds)
 
 
 def _tree(paths: Iterable[str]) -> dict[str, Any]:
@@ -222,7 +228,7 @@ def _compiled(
     fields: tuple[str, ...],
     aliases: tuple[tuple[str, str], ...],
     constants: tuple[str, ...],
-    decimals: tuple[str, ...] = (),
+    kinds: tuple[tuple[str, str], ...] = (),
 ) -> Callable[..., _Converter]:
     """Generate (once per field list, aliases and constant names) a converter factory.
 
@@ -233,21 +239,29 @@ def _compiled(
     mapping type) takes the ``row.get`` form, where a missing key is ``None``. Cached because
     plans are rebuilt per partition and :func:`nest` builds one per distinct key set.
 
-    A field named in ``decimals`` is wrapped in a call of ``_d`` (:func:`decimal_text`).
+    A field with a kind is converted (:data:`~intacct_api.scalars.CONVERTERS`, bound as
+    ``_k_<kind>``): on the fast path only when its value is neither None nor already of the
+    kind's class (``_S``/``_I``/``_B``: str, int, bool), on the ``row.get`` path always.
 
     The generated source holds nothing but :func:`repr`-made string literals, the names
-    ``row``, ``g``, ``_d``, ``_v<i>``, ``_c<i>`` and ``_ig``, and punctuation.
+    ``row``, ``g``, ``_k_*``, ``_S``, ``_I``, ``_B``, ``_v<i>``, ``_c<i>`` and ``_ig``, and
+    punctuation.
     """
     tree = _tree(fields)
     sources: dict[str, int] = {}
-    exact = frozenset(decimals)
+    kind_of = dict(kinds)
 
     def local(path: str) -> str:
         name = f"_v{sources.setdefault(path, len(sources))}"
-        return f"_d({name})" if path in exact else name
+        kind = kind_of.get(path)
+        if kind is None:
+            return name
+        ready = _FAST_CHECKS[kind](name)
+        return f"({name} if {name} is None or {ready} else _k_{_ident(kind)}({name}))"
 
     def lookup(path: str) -> str:
-        return f"_d(g({path!r}))" if path in exact else f"g({path!r})"
+        kind = kind_of.get(path)
+        return f"_k_{_ident(kind)}(g({path!r}))" if kind else f"g({path!r})"
 
     fast = _record_literal(tree, aliases, constants, local)
     slow = _record_literal(tree, aliases, constants, lookup)
@@ -275,27 +289,47 @@ def _compiled(
     )
     namespace: dict[str, Any] = {
         "_ig": itemgetter(*sources) if sources else None,
-        "_d": decimal_text,
+        "_S": str,
+        "_I": int,
+        "_B": bool,
+        **{f"_k_{_ident(kind)}": convert for kind, convert in CONVERTERS.items()},
     }
     try:
         code = compile(source, "<intacct_api.records.RowPlan>", "exec")
     except (SyntaxError, RecursionError, MemoryError):  # absurdly deep paths: walk instead
-        return _walker(tree, aliases, constants, exact)
+        return _walker(tree, aliases, constants, kind_of)
     exec(code, namespace)  # noqa: S102
     factory: Callable[..., _Converter] = namespace["factory"]
     return factory
+
+
+def _ident(kind: str) -> str:
+    """A kind as part of a Python name (``date-time`` -> ``date_time``)."""
+    return kind.replace("-", "_")
+
+
+_FAST_CHECKS: dict[str, Callable[[str], str]] = {
+    # expression (over a local name) that is true when the value needs no conversion
+    "decimal": lambda v: f"({v}.__class__ is _S and {v} != '')",
+    "integer": lambda v: f"{v}.__class__ is _I",
+    "boolean": lambda v: f"{v}.__class__ is _B",
+    "string": lambda v: f"{v}.__class__ is _S",
+    "date-time": lambda v: f"({v}.__class__ is _S and {v}[-1:] == 'Z')",
+}
 
 
 def _walker(
     tree: Mapping[str, Any],
     aliases: tuple[tuple[str, str], ...],
     constants: tuple[str, ...],
-    exact: frozenset[str] = frozenset(),
+    kind_of: Mapping[str, str] | None = None,
 ) -> Callable[..., _Converter]:
     """The same conversion interpreted (for trees too deep for the compiler's nesting limit)."""
+    converters = {path: CONVERTERS[kind] for path, kind in (kind_of or {}).items()}
 
     def leaf(get: Callable[[str], Any], path: str) -> Any:
-        return decimal_text(get(path)) if path in exact else get(path)
+        convert = converters.get(path)
+        return get(path) if convert is None else convert(get(path))
 
     def build(get: Callable[[str], Any], node: Mapping[str, Any], prefix: str) -> dict[str, Any]:
         out = {name: leaf(get, prefix + name) for name, child in node.items() if child is None}

@@ -30,6 +30,7 @@ from intacct_api.errors import IntacctAPIError, UnknownObjectError
 from intacct_api.model_schema import model_to_record_schema
 from intacct_api.pager import MODIFIED_FIELD
 from intacct_api.records import queryable_schema
+from intacct_api.scalars import field_kinds
 from intacct_api.schema import to_record_schema
 from intacct_api.spec import ObjectInfo, SpecRegistry
 from tap_intacct.columns import ENTITY, MODIFIED_AT, with_synthetic_columns
@@ -73,6 +74,11 @@ class StreamDefinition:
     def decimal_fields(self) -> frozenset[str]:
         """Dotted paths written as exact decimal strings (see :mod:`intacct_api.decimals`)."""
         return decimal_paths(self.schema)
+
+    @cached_property
+    def field_kinds(self) -> dict[str, str]:
+        """Dotted path -> declared kind, for the row plan's conversions (decimals included)."""
+        return field_kinds(self.schema)
 
 
 def _has_modified(schema: dict[str, Any]) -> bool:

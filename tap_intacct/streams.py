@@ -319,7 +319,7 @@ class QueryStream(IntacctStream):
             self.selected_fields() if fields is None else fields,
             aliases=aliases,
             constants=constants,
-            decimals=self.definition.decimal_fields,
+            kinds=self.definition.field_kinds,
         )
 
     def start_filters(self, context: Context | None) -> list[dict[str, Any]]:

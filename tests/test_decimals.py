@@ -1,8 +1,10 @@
-"""Amounts are declared as singer-sdk's exact decimals and always written as decimal text."""
+"""Amounts are declared as singer-sdk's exact decimals and written as decimal text; every other
+scalar is written as the advertised schema types it."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from types import MappingProxyType
 
 import pytest
 from singer_sdk.sql.connector import JSONSchemaToSQL
@@ -15,6 +17,7 @@ from intacct_api.decimals import (
     to_warehouse_schema,
 )
 from intacct_api.records import RowPlan, SchemaPruner
+from intacct_api.scalars import CONVERTERS, field_kinds
 from intacct_api.spec import default_registry
 from tap_intacct.discovery import object_definition
 from tap_intacct.settings import TapOptions
@@ -133,3 +136,55 @@ def test_every_discovered_stream_declares_its_amounts_as_decimals() -> None:
     for prop in props.values():
         types = prop.get("type") or []
         assert "number" not in types  # no union a SQL target would turn into text or floats
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "expected"),
+    [
+        ("integer", "12", 12),
+        ("integer", 12.0, 12),
+        ("integer", True, 1),
+        ("integer", "", None),
+        ("integer", "x", "x"),
+        ("boolean", "true", True),
+        ("boolean", "F", False),
+        ("boolean", 1, True),
+        ("string", 1, "1"),
+        ("string", 0.5, "0.5"),
+        ("string", False, "false"),
+        ("date-time", "2024-01-01T00:00:00", "2024-01-01T00:00:00Z"),
+        ("date-time", "2024-01-01T00:00:00+02:00", "2024-01-01T00:00:00+02:00"),
+    ],
+)
+def test_values_are_converted_to_their_declared_kind(
+    kind: str, value: object, expected: object
+) -> None:
+    assert CONVERTERS[kind](value) == expected
+    plan = RowPlan(["key", "v"], kinds={"v": kind})
+    assert plan({"key": "1", "v": value})["v"] == expected  # generated fast path
+    assert plan(MappingProxyType({"v": value}))["v"] == expected  # row.get path
+
+
+def test_field_kinds_follow_the_advertised_schema() -> None:
+    schema = to_warehouse_schema(
+        {
+            "properties": {
+                "lineNumber": {"type": ["string", "null"]},
+                "count": {"type": ["integer", "null"]},
+                "flag": {"type": "boolean"},
+                "when": {"type": ["string", "null"], "format": "date-time"},
+                "day": {"type": ["string", "null"], "format": "date"},
+                "amount": {"type": ["string", "number", "null"], "x-intacct-type": "number"},
+                "either": {"type": ["string", "integer"]},
+                "audit": {"properties": {"by": {"type": "string"}}},
+            }
+        }
+    )
+    assert field_kinds(schema) == {
+        "lineNumber": "string",
+        "count": "integer",
+        "flag": "boolean",
+        "when": "date-time",
+        "amount": "decimal",
+        "audit.by": "string",
+    }

@@ -85,7 +85,7 @@ def test_recorded_pages_replay_through_pager_and_plan(case: str) -> None:
     plan = RowPlan(
         [f for f in first_body["fields"] if f in field_paths(schema)],
         constants={"_entity": None},
-        decimals=definition.decimal_fields,  # real traffic has JSON numbers in amount fields
+        kinds=definition.field_kinds,  # real traffic has JSON numbers in amount fields
     )
     validator = jsonschema.Draft202012Validator(schema)
     for row in rows:

@@ -26,8 +26,9 @@ from singer_sdk.helpers._state import StateWriter
 from singer_sdk.singerlib import RecordMessage, SchemaMessage, StateMessage
 
 from intacct_api.client import IntacctClient
-from intacct_api.decimals import decimal_paths, decimal_text
+from intacct_api.decimals import to_warehouse_schema
 from intacct_api.records import field_paths
+from intacct_api.scalars import CONVERTERS, field_kinds
 from intacct_api.spec import default_registry
 from intacct_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_USERNAME
 from intacct_emulator.testing import EmulatorServer
@@ -139,11 +140,14 @@ def dig(record: dict[str, Any], path: str) -> Any:
 def assert_matches_emulator(server: EmulatorServer, name: str, emitted: list[dict]) -> None:
     schema = default_registry().object(name).record_schema()
     paths = field_paths(schema)
-    exact = decimal_paths(schema)  # amounts go out as exact decimal text, even JSON numbers
+    # values go out as the advertised schema types them (amounts as exact decimal text...)
+    kinds = field_kinds(to_warehouse_schema(schema))
     for record in emitted:
         truth = server.company.record(name, record["key"])
         for path in paths:
-            expected = decimal_text(dig(truth, path)) if path in exact else dig(truth, path)
+            expected = dig(truth, path)
+            if path in kinds:
+                expected = CONVERTERS[kinds[path]](expected)
             assert dig(record, path) == expected, (name, record["key"], path)
         assert set(record) - SYNTHETIC_COLUMNS <= set(schema["properties"])
 
