@@ -9,11 +9,14 @@ TARGET_POSTGRES_STAMP := $(TARGET_POSTGRES_VENV)/.installed
 # The Meltano tool venv (make demo, and tests/test_meltano_from_ref.py), defined below.
 MELTANO_VENV ?= .venv-meltano
 MELTANO_STAMP := $(MELTANO_VENV)/.installed
+# Dagster for intacct_dagster/ and tests/test_fleet*.py: the `orchestration` extra, installed
+# into the project venv (it only adds packages there, ~25 s).
+ORCHESTRATION_STAMP := $(VENV)/.installed-orchestration
 # tap-csv-folder for tests/test_target_csv.py (its own venv, see below).
 TAP_CSV_VENV ?= .venv-tap-csv
 TAP_CSV_STAMP := $(TAP_CSV_VENV)/.installed
 
-.PHONY: setup test lint typecheck unit demo bench clean
+.PHONY: setup test lint typecheck unit demo bench clean fleet
 
 setup: $(STAMP)
 
@@ -27,10 +30,14 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: setup
+$(ORCHESTRATION_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,orchestration]'
+	touch $(ORCHESTRATION_STAMP)
+
+typecheck: setup $(ORCHESTRATION_STAMP)
 	$(BIN)/mypy
 
-unit: setup $(TARGET_POSTGRES_STAMP) $(TAP_CSV_STAMP) $(MELTANO_STAMP)
+unit: setup $(TARGET_POSTGRES_STAMP) $(TAP_CSV_STAMP) $(MELTANO_STAMP) $(ORCHESTRATION_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
@@ -67,3 +74,9 @@ demo: setup $(MELTANO_STAMP)
 
 bench: setup
 	$(BIN)/python -m benchmarks.run_all --n $(or $(N),100000)
+
+# A fleet of emulated companies on Dagster into PostgreSQL (tests/test_fleet.py), then the
+# fleet benchmark: Dagster's multiprocess executor against one company after another.
+fleet: setup $(ORCHESTRATION_STAMP) $(TARGET_POSTGRES_STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_fleet.py tests/test_fleet_emulator.py
+	$(BIN)/python -m benchmarks.bench_fleet

@@ -23,6 +23,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from intacct_emulator.config import (
     API_PREFIX,
@@ -106,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=JSON",
         help="any fault or fidelity switch at start, value as JSON (e.g. token_error_status=400, "
         "entity_headers='[\"X-IA-API-ParamEntity\"]'); repeatable, see docs/FIDELITY.md",
+    )
+    serve.add_argument(
+        "--companies",
+        default=None,
+        metavar="FILE",
+        help="serve several companies from a JSON file, told apart by credentials "
+        "(intacct_emulator/multi_company.py); each company's data and faults come from the file",
     )
     serve.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
@@ -201,7 +209,12 @@ def serve(args: argparse.Namespace) -> int:
     from intacct_emulator.app import create_app
 
     config = config_from_args(args)
-    app = create_app(config)
+    if args.companies:
+        from intacct_emulator.multi_company import create_multi_company_app, load_companies
+
+        app: Any = create_multi_company_app(load_companies(args.companies))
+    else:
+        app = create_app(config)
     # Everything loaded so far (spec registry, schemas, Starlette, uvicorn) lives as long as the
     # server: keep it out of the collector's generations so a full collection does not walk it.
     gc.collect()
