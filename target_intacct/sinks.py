@@ -13,24 +13,12 @@ Traps handled here (singer-sdk notes, section 2):
   override ``batch_size_rows``;
 * records arrive with ``date``/``datetime`` objects (the SDK parses them); the engine
   serialises them back to Intacct's formats;
-* ``_sdc_deleted_at`` would be stripped before our code sees it unless record metadata is
-  kept, so ``include_sdc_metadata_properties`` is always on (the engine drops ``_sdc_*``
-  fields from request bodies);
-* sinks drain in parallel threads: the engine, the shared client and the results writer are
-  thread-safe;
-* a drain plans its batch (validation) in the draining thread and *sends* it in the background
+* a drain plans its batch (validation) and hands the *sending* to the result pipeline
   (``target_intacct.pipeline``): reading and validating the next batch overlaps the previous
   one's request; results are written in order, and before any STATE.
 
-Per-record costs of the SDK's record path, trimmed where the SDK's work is discarded anyway:
-
-* ``_add_sdc_metadata_to_record`` would stamp seven ``_sdc_*`` values (two clock reads and
-  two isoformats) on every record, only for the engine to drop every top-level ``_*`` name
-  from the request. Here the record keeps the metadata it arrived with (``_sdc_deleted_at``
-  is what matters) and nothing is invented;
-* ``_parse_timestamps_in_record`` looked up every field's schema per record to find the
-  date-like ones; the top-level date/date-time/time properties are now found once per sink
-  and only those are parsed, with the SDK's rules and error treatment.
+The overrides of the SDK's private per-record methods (metadata stamping, timestamp parsing)
+live in ``target_intacct.sdk_overrides`` with every other SDK override.
 """
 
 from __future__ import annotations
@@ -39,23 +27,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from singer_sdk.helpers._compat import (
-    date_fromisoformat,
-    datetime_fromisoformat,
-    time_fromisoformat,
-)
-from singer_sdk.helpers._typing import (
-    get_datelike_property_type,
-    handle_invalid_timestamp_in_record,
-)
-from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
-from singer_sdk.sinks import BatchSink
-
 from intacct_api.columns import DELETED_AT
 from intacct_api.errors import IntacctError
 from intacct_api.mutate import MAX_BATCH_SIZE, MutateItem
 from intacct_api.mutate_results import ERROR, SKIPPED, MutateResult
 from target_intacct.context import WriteContext
+from target_intacct.sdk_overrides import SinkOverrides
 from target_intacct.validation import FastRecordValidator
 
 if TYPE_CHECKING:
@@ -65,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["IntacctSink", "UnknownStreamSink", "sink_class_for"]
 
 
-class IntacctSink(BatchSink):
+class IntacctSink(SinkOverrides):
     """Writes a stream's records to one Intacct object through the Mutate engine."""
 
     MAX_SIZE_DEFAULT = MAX_BATCH_SIZE
@@ -87,7 +64,7 @@ class IntacctSink(BatchSink):
         self._entity: str | None = self._ctx.entity
         wanted = self.batch_size_rows or self._ctx.batch_size or MAX_BATCH_SIZE
         self._max_size = max(1, min(int(wanted), MAX_BATCH_SIZE))
-        self._prepare_timestamp_plan()
+        self.prepare_timestamp_plan()
 
     # -- SDK hooks ---------------------------------------------------------------------
 
@@ -95,63 +72,6 @@ class IntacctSink(BatchSink):
     def max_size(self) -> int:
         """Records per drain: ``batch_size_rows`` or ``batch_size``, never above 500."""
         return self._max_size
-
-    def _add_sdc_metadata_to_record(self, record: dict, message: dict, context: dict) -> None:
-        """Keep the ``_sdc_*`` values the record carries; invent none (see module docstring).
-
-        The SDK would add extraction/receive/batch timestamps and sequence numbers that this
-        target never writes anywhere (the engine drops top-level ``_*`` names from requests).
-        """
-
-    def _prepare_timestamp_plan(self) -> None:
-        """Top-level date-like properties and all property names, found once per schema."""
-        props: dict[str, Any] = self.schema.get("properties") or {}
-        self._schema_names = frozenset(props)
-        self._open_schema = bool(self.schema.get("additionalProperties", False))
-        self._datelike_fields: tuple[tuple[str, str], ...] = tuple(
-            (name, kind)
-            for name, sub in props.items()
-            if (kind := get_datelike_property_type(sub)) is not None
-        )
-
-    def _parse_timestamps_in_record(
-        self, record: dict, schema: dict, treatment: DatetimeErrorTreatmentEnum
-    ) -> None:
-        """The SDK's parse of top-level date/date-time/time strings, for those fields only.
-
-        Same conversions, warnings ("No schema for record field") and error treatment as
-        ``Sink._parse_timestamps_in_record``, without a schema lookup per field per record.
-        """
-        if schema is not self.schema:  # not the sink's own schema: the SDK's generic walk
-            super()._parse_timestamps_in_record(record, schema, treatment)
-            return
-        if not self._open_schema:
-            unknown = record.keys() - self._schema_names
-            for key in unknown:
-                if record[key] is not None and key not in self._warned_missing_fields:
-                    self.logger.warning("No schema for record field '%s'", key)
-                    self._warned_missing_fields.add(key)
-        for name, kind in self._datelike_fields:
-            value = record.get(name)
-            if value is None:
-                continue
-            try:
-                if kind == "time":
-                    parsed: Any = time_fromisoformat(value)
-                elif kind == "date":
-                    parsed = date_fromisoformat(value)
-                else:
-                    parsed = datetime_fromisoformat(value)
-            except ValueError as ex:
-                parsed = handle_invalid_timestamp_in_record(
-                    record, [name], value, kind, ex, treatment, self.logger
-                )
-            record[name] = parsed
-
-    @property
-    def include_sdc_metadata_properties(self) -> bool:
-        """Always keep ``_sdc_*`` so ``_sdc_deleted_at`` reaches us (dropped before sending)."""
-        return True
 
     def get_validator(self) -> FastRecordValidator:
         """Compiled validation (fastjsonschema), failures reported as results, not raised.

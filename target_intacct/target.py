@@ -27,26 +27,15 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import re
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
-import msgspec
-from singer_sdk.contrib.msgspec import MsgSpecReader
-from singer_sdk.contrib.msgspec import decoder as msgspec_decoder
-from singer_sdk.exceptions import (
-    InvalidJSONSchema,
-    MissingKeyPropertiesError,
-    RecordsWithoutSchemaException,
-)
-from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.sinks import Sink
-from singer_sdk.target_base import Target
 
 from intacct_api.client import IntacctClient
 from intacct_api.errors import IntacctError
@@ -57,128 +46,20 @@ from intacct_api.write_journal import WriteJournal
 from target_intacct.context import WriteContext
 from target_intacct.pipeline import ResultPipeline
 from target_intacct.results import ResultsWriter, default_results_path
+from target_intacct.sdk_overrides import (
+    MESSAGE_ERRORS,
+    TargetOverrides,
+    TolerantMsgSpecReader,
+)
 from target_intacct.settings import TARGET_SETTINGS, TargetOptions
 from target_intacct.sinks import UnknownStreamSink, sink_class_for
 
-__all__ = ["TargetIntacct", "TolerantMsgSpecReader"]
+__all__ = ["TargetIntacct"]
 
-MALFORMED = "_MALFORMED_LINE"
 CATCH_ALL = "*"
-MAX_NESTING = 64
-"""Deepest nesting a record may have: Intacct objects are a few levels deep; a record nested
-hundreds of levels would exhaust the recursion of every walker on the way."""
-_STREAM_IN_TEXT = re.compile(r'"stream"\s*:\s*"((?:[^"\\]|\\.)*)"')
-_MESSAGE_ERRORS = (
-    InvalidInputLine,
-    InvalidJSONSchema,
-    MissingKeyPropertiesError,
-    RecordsWithoutSchemaException,
-)
-"""What the SDK raises about one message (never about the connection): turned into an error
-result for that line."""
 
 
-class TolerantMsgSpecReader(MsgSpecReader):
-    """msgspec reader that turns a malformed line into a message instead of an exception.
-
-    The SDK's readers raise ``InvalidInputLine`` and the run dies, losing every record after
-    it. Here the line becomes a ``_MALFORMED_LINE`` message carrying its line number and (when
-    it can be recovered from the text) its stream, handed to ``on_malformed``.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.line_number = 0
-        self.on_malformed: Any = None
-
-    def process_lines(
-        self, file_input: IO[str] | None, callbacks: dict[str, Callable[[dict], None]]
-    ) -> Counter[str]:
-        """The SDK's loop, reading bytes so that invalid UTF-8 costs one line, not the load.
-
-        Text-mode iteration (the SDK's) raises ``UnicodeDecodeError`` out of the loop on the
-        first bad byte; here each line is decoded on its own and a bad one becomes a
-        ``_MALFORMED_LINE`` message. A message a callback rejects (the SDK's message-level
-        exceptions) is reported the same way and reading goes on.
-        """
-        stats: Counter[str] = Counter()
-        source = file_input if file_input is not None else sys.stdin
-        lines: Iterable[bytes | str] = getattr(source, "buffer", None) or source
-        for raw in lines:
-            if isinstance(raw, bytes):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    self.line_number += 1
-                    text = raw.decode("utf-8", errors="replace")
-                    self._report(self._malformed(text, f"invalid UTF-8: {exc.reason}"))
-                    stats[MALFORMED] += 1
-                    continue
-            else:
-                line = raw
-            if not line.strip():
-                self.line_number += 1
-                continue
-            self._current_message = line
-            message = self.deserialize_json(line)
-            record_type = message["type"]
-            callback = callbacks.get(record_type)
-            try:
-                if callback is not None:
-                    callback(message)
-                else:
-                    self._process_unknown_message(message)
-            except _MESSAGE_ERRORS as exc:
-                stream = message.get("stream")
-                self._report(
-                    {
-                        "type": MALFORMED,
-                        "line": self.line_number,
-                        "error": f"{type(exc).__name__}: {exc}"[:300],
-                        "stream": stream if isinstance(stream, str) else None,
-                        "text": line[:200],
-                    }
-                )
-            stats[record_type] += 1
-        return stats
-
-    def _report(self, message: dict) -> None:
-        if self.on_malformed is not None:
-            self.on_malformed(message)
-
-    def deserialize_json(self, line: str) -> dict:
-        """Decode one line; count lines so results can name them."""
-        self.line_number += 1
-        try:
-            message = msgspec_decoder.decode(line)
-        except msgspec.DecodeError as exc:  # the SDK would raise InvalidInputLine and stop
-            return self._malformed(line, f"malformed JSON: {exc}")
-        if not isinstance(message, dict):
-            return self._malformed(line, "not a JSON object")
-        if "type" not in message:
-            return self._malformed(line, "message has no 'type'")
-        if (line.count("{") + line.count("[")) > MAX_NESTING and _depth(message) > MAX_NESTING:
-            return self._malformed(line, f"nested deeper than {MAX_NESTING} levels")
-        return message
-
-    def _malformed(self, line: str, reason: str) -> dict:
-        found = _STREAM_IN_TEXT.search(line)
-        return {
-            "type": MALFORMED,
-            "line": self.line_number,
-            "error": reason[:300],
-            "stream": found.group(1) if found else None,
-            "text": line[:200],
-        }
-
-    def _process_unknown_message(self, message_dict: dict) -> None:
-        if message_dict.get("type") == MALFORMED and self.on_malformed is not None:
-            self.on_malformed(message_dict)
-            return
-        super()._process_unknown_message(message_dict)
-
-
-class TargetIntacct(IntacctPluginMixin, Target):
+class TargetIntacct(IntacctPluginMixin, TargetOverrides):
     """Load records into Sage Intacct (create, update, upsert, delete) via the REST API."""
 
     name = "target-intacct"
@@ -186,10 +67,6 @@ class TargetIntacct(IntacctPluginMixin, Target):
     default_sink_class = UnknownStreamSink
 
     config_jsonschema: ClassVar[dict] = TARGET_SETTINGS
-
-    # One worker pool: sinks only plan their batch (CPU) and hand it to the result pipeline,
-    # whose pool sends it; the SDK's parallel drain threads would only nest another pool.
-    max_parallelism = 1
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -378,20 +255,20 @@ class TargetIntacct(IntacctPluginMixin, Target):
             line, state = ready
             if state != self._last_state:
                 self._last_state = state
-                self._write_state_message(state)
+                self._write_state_message(state)  # the SDK's name (see sdk_overrides)
             covered = [key for at, key in self._uncovered_keys if at < line]
             self._uncovered_keys = [(at, k) for at, k in self._uncovered_keys if at >= line]
             if covered and self._journal is not None:
                 self._journal.settle(covered)
 
-    def _process_state_message(self, message_dict: dict) -> None:
+    def handle_state_message(self, message_dict: dict) -> None:
         """Queue the STATE; it is emitted once every record before it has its result."""
         self._assert_line_requires(message_dict, requires={"value"})
         with self._checkpoint_lock:
             self._states.append((self.current_line, message_dict["value"]))
             self._emit_ready_states()
 
-    def _write_state_message(self, state: dict) -> None:
+    def write_state_line(self, state: dict) -> None:
         """One STATE line on stdout (under a lock: results are collected by several threads)."""
         with self._checkpoint_lock:
             sys.stdout.write(json.dumps(state) + "\n")
@@ -401,14 +278,10 @@ class TargetIntacct(IntacctPluginMixin, Target):
         """Record results known without a request; written after the batches before them."""
         self.pipeline.add(stream, results)
 
-    def _drain_all(self, sink_list: Iterable[Sink], parallelism: int) -> None:
-        """The SDK's drain, then wait for every batch in flight and write its results.
-
-        ``drain_all`` writes the STATE message right after its ``_drain_all`` calls, so
-        waiting here keeps the promise: STATE only after its records' results are on disk.
-        (``drain_one``, when a sink is merely full, does not wait: that is the overlap.)
-        """
-        super()._drain_all(sink_list, parallelism)
+    def after_drain_all(self) -> None:
+        """After the SDK's full drain: wait for every batch in flight, write its results and
+        the STATEs they unblock. (``drain_one``, when a sink is merely full, does not wait:
+        that is the overlap.)"""
         self.pipeline.wait_all()
         self._emit_ready_states()
 
@@ -432,9 +305,10 @@ class TargetIntacct(IntacctPluginMixin, Target):
             ],
         )
 
-    def _process_record_message(self, message_dict: dict) -> None:
-        """The SDK's RECORD handling, after the checks that keep one bad line from costing
-        the load (each failure is an error result for this line, see the module docstring)."""
+    def handle_record_message(self, message_dict: dict, stock: Callable[[dict], None]) -> None:
+        """The SDK's RECORD handling (``stock``), after the checks that keep one bad line from
+        costing the load (each failure is an error result for this line, see the module
+        docstring)."""
         line = self.current_line
         stream = message_dict.get("stream")
         record = message_dict.get("record")
@@ -452,17 +326,17 @@ class TargetIntacct(IntacctPluginMixin, Target):
             return
         self._expect_result(line)
         try:
-            super()._process_record_message(message_dict)
-        except _MESSAGE_ERRORS as exc:
+            stock(message_dict)
+        except MESSAGE_ERRORS as exc:
             self._record_line_error(line, stream, record, f"{type(exc).__name__}: {exc}")
 
-    def _process_schema_message(self, message_dict: dict) -> None:
-        """The SDK's SCHEMA handling; an unusable schema fails its stream's records, not the
-        load (each of them gets an error result naming the SCHEMA line)."""
+    def handle_schema_message(self, message_dict: dict, stock: Callable[[dict], None]) -> None:
+        """The SDK's SCHEMA handling (``stock``); an unusable schema fails its stream's
+        records, not the load (each of them gets an error result naming the SCHEMA line)."""
         line = self.current_line
         stream = message_dict.get("stream")
         try:
-            super()._process_schema_message(message_dict)
+            stock(message_dict)
         except Exception as exc:  # any schema problem is this line's problem
             reason = f"invalid SCHEMA for stream {stream!r}: {type(exc).__name__}: {exc}"[:300]
             if isinstance(stream, str) and stream:
@@ -556,23 +430,6 @@ class TargetIntacct(IntacctPluginMixin, Target):
         failed = writer.failed + writer.unknown
         writer.close()
         return failed
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of a decoded JSON value (iterative: deep input must not recurse)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        if level > deepest:
-            deepest = level
-            if deepest > MAX_NESTING:
-                return deepest
-        if isinstance(node, dict):
-            stack.extend((child, level + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, level + 1) for child in node)
-    return deepest
 
 
 def _json_type(value: Any) -> str:

@@ -1,0 +1,90 @@
+"""The SDK methods target-intacct overrides still exist with the signatures the overrides
+were written against, and the documented fallback really gives stock SDK behaviour (issue 14).
+
+When singer-sdk is upgraded and this fails, read the named SDK method again before touching
+anything else: the override may now be wrong, not just differently spelled.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from singer_sdk.exceptions import RecordsWithoutSchemaException
+
+from target_intacct import sdk_overrides
+from target_intacct.sdk_overrides import SDK_OVERRIDES
+from target_intacct.target import TargetIntacct
+
+
+@pytest.mark.parametrize(
+    ("sdk_class", "member", "parameters"),
+    SDK_OVERRIDES,
+    ids=[f"{cls.__name__}.{name}" for cls, name, _ in SDK_OVERRIDES],
+)
+def test_each_overridden_sdk_member_is_unchanged(
+    sdk_class: type, member: str, parameters: str | None
+) -> None:
+    found = inspect.getattr_static(sdk_class, member, None)
+    assert found is not None, f"singer-sdk no longer has {sdk_class.__name__}.{member}"
+    if parameters is None:
+        assert isinstance(found, property), f"{sdk_class.__name__}.{member} is not a property"
+        return
+    names = ", ".join(inspect.signature(getattr(sdk_class, member)).parameters)
+    assert f"({names})" == parameters, f"{sdk_class.__name__}.{member} changed signature"
+
+
+def test_every_override_in_the_target_is_listed() -> None:
+    """A private SDK method overridden anywhere in the target package must be pinned above."""
+    listed = {name for _, name, _ in SDK_OVERRIDES}
+    package = Path(sdk_overrides.__file__).parent
+    for path in package.glob("*.py"):
+        if path.name == "sdk_overrides.py":
+            continue
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith("def _") and not stripped.startswith("def __"):
+                name = stripped[4:].split("(", 1)[0]
+                assert name not in _sdk_private_names(), f"{path.name}: {name} overrides the SDK"
+    assert listed
+
+
+def _sdk_private_names() -> set[str]:
+    from singer_sdk.sinks import BatchSink
+    from singer_sdk.target_base import Target
+
+    return {
+        name
+        for cls in (Target, BatchSink)
+        for name in dir(cls)
+        if name.startswith("_") and not name.startswith("__")
+    }
+
+
+def test_stock_sdk_fallback_gives_the_sdk_s_own_behaviour(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With TARGET_INTACCT_STOCK_SDK, a RECORD before its SCHEMA aborts the load again (the
+    SDK's behaviour); without it the same input is one error result."""
+    text = (
+        '{"type": "RECORD", "stream": "s", "record": {"id": "1"}}\n'
+        '{"type": "SCHEMA", "stream": "s", "schema": {"properties": {"id": {"type": "string"}}},'
+        ' "key_properties": ["id"]}\n'
+    )
+    config: dict[str, Any] = {
+        "dry_run": True,
+        "results_path": str(tmp_path / "results.jsonl"),
+        "streams": {"*": {"object": "accounts-payable/vendor"}},
+        "on_error": "continue",
+    }
+    monkeypatch.setattr(sdk_overrides, "STOCK_SDK", True)
+    with pytest.raises(RecordsWithoutSchemaException):
+        TargetIntacct(config=config).listen(io.StringIO(text))
+    monkeypatch.setattr(sdk_overrides, "STOCK_SDK", False)
+    TargetIntacct(config=config).listen(io.StringIO(text))
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    assert "before a corresponding schema" in lines[0]
