@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 from urllib.parse import quote
@@ -288,8 +288,7 @@ class IntacctClient:
             if self._tokens is None:
                 from intacct_api.auth import TokenManager
 
-                factory = getattr(TokenManager, "for_settings", None)
-                self._tokens = factory(self.settings) if factory else TokenManager(self.settings)
+                self._tokens = TokenManager.for_settings(self.settings)
             return self._tokens
 
     def token_provider(self) -> TokenProvider:
@@ -688,6 +687,4 @@ def _query_value(value: Any) -> Any:
         return [_query_value(v) for v in value]
     if isinstance(value, (str, int, float)):
         return value
-    if isinstance(value, Sequence):  # pragma: no cover - other sequences behave like lists
-        return [str(v) for v in value]
     return str(value)

@@ -433,9 +433,6 @@ class SpecRegistry:
     def queryable_objects(self) -> list[ObjectInfo]:
         return [info for info in self.objects.values() if info.list_operation_id]
 
-    def suggest_operations(self, name: str) -> list[str]:
-        return _suggest(name, self.operations)
-
     def suggest_objects(self, name: str) -> list[str]:
         return _suggest(name, self.objects)
 

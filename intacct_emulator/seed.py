@@ -12,7 +12,7 @@ plus its own key, id, name, entity and audit timestamps. Same ``random_seed`` ->
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -450,8 +450,3 @@ _STRING_RULES: tuple[tuple[str, Callable[[random.Random], str]], ...] = (
     ("title", lambda r: f"{r.choice(_ADJECTIVES)} {r.choice(_NOUNS)}"),
     ("category", lambda r: r.choice(("Services", "Goods", "Internal", "Capital"))),
 )
-
-
-def iter_everyday(registry_objects: Mapping[str, Any]) -> Iterator[str]:
-    """The everyday objects this registry defines (for docs and tests)."""
-    return (n for n in EVERYDAY_OBJECTS if n in registry_objects)

@@ -92,10 +92,6 @@ class ResultPipeline:
 
     # -- collecting ----------------------------------------------------------------------
 
-    def collect_ready(self) -> None:
-        """Write the results of the oldest batches that have finished (never blocks on I/O)."""
-        self._collect(block=False)
-
     def wait_all(self) -> None:
         """Wait for every pending batch and write all results (before STATE, at the end)."""
         self._collect(block=True)
