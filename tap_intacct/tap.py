@@ -27,6 +27,7 @@ from tap_intacct.discovery import (
     operation_definition,
     spec_definitions,
 )
+from tap_intacct.friendly_errors import people_errors
 from tap_intacct.report_settings import BALANCE_SETTINGS
 from tap_intacct.report_streams import balance_streams
 from tap_intacct.selection import DEFAULT_STREAMS
@@ -37,6 +38,8 @@ from tap_intacct.writer import RecordBufferedWriter
 __all__ = ["TapIntacct"]
 
 ENTITY_OBJECT = "company-config/entity"
+ENV_PREFIX = "TAP_INTACCT"
+"""Prefix of the settings' environment variables (Meltano's and the SDK's ``--config ENV``)."""
 
 
 def _config_schema(*parts: th.PropertiesList) -> dict[str, Any]:
@@ -175,7 +178,24 @@ class TapIntacct(IntacctPluginMixin, Tap):
         streams.extend(balance_streams(self))  # opt-in: only those `balance_reports` names
         return streams
 
+    def sync_all(self) -> None:  # type: ignore[misc]  # @final in the SDK; called unchanged
+        """The SDK's sync, after a login check; settings problems end it in two log lines.
+
+        The access token is fetched first (it is reused by the first request, so this costs
+        nothing): a wrong secret, missing credentials or an unreachable ``base_url`` then stop
+        the run before any stream starts, as :mod:`tap_intacct.friendly_errors` describes.
+        """
+        with people_errors(self.logger, self.config, ENV_PREFIX):
+            if any(stream.selected for stream in self.streams.values()):
+                self.client.token_provider().access_token()
+            super().sync_all()
+
     def run_discovery(self) -> str:
+        """Print the catalog (see :meth:`_discover`); settings problems in two log lines."""
+        with people_errors(self.logger, self.config, ENV_PREFIX):
+            return self._discover()
+
+    def _discover(self) -> str:
         """Print the catalog, from the catalog cache when nothing it depends on changed."""
         options = self.options
         if not options.catalog_cache or options.schema_source == "model":
