@@ -253,6 +253,15 @@ def serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
     args = build_parser().parse_args(argv)
+    try:
+        import starlette  # noqa: F401 - only to tell the user what is missing
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print(
+            "intacct-emulator needs its server stack: pip install 'intacct-singer[emulator]'",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "serve":
         return serve(args)
     return 2  # pragma: no cover - argparse rejects other commands
