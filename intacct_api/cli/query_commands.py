@@ -20,7 +20,7 @@ import typer
 
 from intacct_api.cli.app import echo_json, fail, get_context
 from intacct_api.client import DEFAULT_ENTITY
-from intacct_api.errors import UnknownObjectError
+from intacct_api.errors import IntacctAPIError, UnknownObjectError
 from intacct_api.pager import MAX_PAGE_SIZE, MODIFIED_FIELD, QueryPager
 from intacct_api.records import RowPlan, field_paths
 
@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 _ENCODER = msgspec.json.Encoder()
+UNKNOWN_OBJECT_CODE = "REST-1105"
+"""Intacct's answer to a query on an object name it does not know."""
 
 
 def parse_filters(values: list[str]) -> list[dict[str, Any]]:
@@ -128,13 +130,17 @@ def query_command(
     cli = get_context(ctx)
     registry = cli.registry
     has_timestamp = False
+    suggestions: list[str] = []
     try:
         info = registry.object(object_name)
         object_name = info.name
         has_timestamp = info.has_modified_timestamp
         default_fields = field_paths(info.record_schema())
-    except UnknownObjectError:
-        default_fields = ["key", "id"]  # custom (nsp::) objects are unknown to the spec
+    except UnknownObjectError as unknown:
+        # Custom (nsp::) and newer objects are unknown to the spec, so the query still goes
+        # out; if Intacct refuses the name too, the closest spec names are offered.
+        suggestions = list(unknown.suggestions)
+        default_fields = ["key", "id"]
     wanted = [f.strip() for f in fields.split(",") if f.strip()] if fields else default_fields
     if not wanted:
         fail("--fields is empty")
@@ -150,7 +156,16 @@ def query_command(
         entity=entity if entity is not None else DEFAULT_ENTITY,
         timestamp_field=MODIFIED_FIELD if has_timestamp else None,
     )
-    _print_rows(pager, wanted, limit=limit, raw=raw)
+    try:
+        _print_rows(pager, wanted, limit=limit, raw=raw)
+    except IntacctAPIError as exc:
+        if UNKNOWN_OBJECT_CODE not in (exc.error_id, exc.code):
+            raise
+        hint = f"; did you mean: {', '.join(suggestions)}?" if suggestions else ""
+        fail(
+            f"unknown object {object_name!r}{hint} "
+            "(`intacct objects list` shows every object of the spec)"
+        )
 
 
 def _print_rows(pager: QueryPager, wanted: list[str], *, limit: int | None, raw: bool) -> None:
