@@ -61,6 +61,7 @@ from tap_intacct.deletes import (
     scan_keys,
 )
 from tap_intacct.discovery import StreamDefinition
+from tap_intacct.progress import report_progress
 from tap_intacct.writer import RecordBufferedWriter
 
 if TYPE_CHECKING:
@@ -444,6 +445,7 @@ class QueryStream(IntacctStream):
                             convert = plan.convert
                         self._extracted_at = dt.datetime.now(dt.UTC)
                         self.stats.records += len(page)
+                        report_progress(self, self.stats.pages + pager.pages)
                         if keep_keys:
                             seen.update(str(r["key"]) for r in page if r.get("key") is not None)
                         # Rows are freed as they are converted, while the next page arrives.
