@@ -21,9 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from intacct_emulator.company import MAX_BATCH, too_many
 from intacct_emulator.config import API_PREFIX
-from intacct_emulator.envelopes import EmulatorError, payload_errors
+from intacct_emulator.envelopes import MAX_BATCH, EmulatorError, payload_errors, too_many
 from intacct_emulator.gateway import PRINCIPAL_SCOPE_KEY
 from intacct_emulator.http_errors import (
     JSON,

@@ -166,3 +166,83 @@ def batch(results: list[JSON], *, errors: int) -> JSON:
             "totalError": errors,
         },
     }
+
+
+# -- the errors the data layer raises (one place for their ids, texts and placeholders) -----
+
+MAX_BATCH = 500
+"""Intacct's limit of records in one multi-record request."""
+
+
+def not_found(object_name: str, key: str) -> EmulatorError:
+    """404 for a key that does not exist (or is not visible from the request's entity)."""
+    return fail(
+        404,
+        "notFound",
+        f"The {object_name} record with key {key} was not found",
+        "REST-1050",
+        message_id="IA.RECORD_NOT_FOUND",
+        placeholders={"OBJECT": object_name, "KEY": key},
+    )
+
+
+def method_not_allowed(object_name: str, operation: str, hint: str = "") -> EmulatorError:
+    """405 for an operation the spec does not define for the object (e.g. owner-only lines)."""
+    return fail(
+        405,
+        "methodNotAllowed",
+        f"{operation} is not supported for {object_name}{hint}",
+        "REST-1052",
+        message_id="IA.OPERATION_NOT_SUPPORTED",
+        placeholders={"OBJECT": object_name, "OPERATION": operation},
+    )
+
+
+def duplicate_id(object_name: str, record_id: str) -> EmulatorError:
+    """409: ``id`` is unique per object (the target's upsert relies on it)."""
+    return fail(
+        409,
+        "duplicateValue",
+        f"Another {object_name} with the id {record_id} already exists",
+        "REST-1053",
+        message_id="IA.DUPLICATE_VALUE",
+        placeholders={"OBJECT": object_name, "ID": record_id},
+        details=[
+            detail(
+                "duplicateValue",
+                f"Another {object_name} with the id {record_id} already exists",
+                "REST-1053",
+                "/id",
+                message_id="IA.DUPLICATE_VALUE",
+                placeholders={"ID": record_id},
+            )
+        ],
+    )
+
+
+def too_many(count: int) -> EmulatorError:
+    """400 for a batch above Intacct's 500-record limit (id chosen by the emulator)."""
+    return fail(
+        400,
+        "invalidRequest",
+        f"A batch request can contain at most {MAX_BATCH} records; {count} were sent",
+        "REST-1051",
+        message_id="IA.BATCH_LIMIT_EXCEEDED",
+        placeholders={"LIMIT": str(MAX_BATCH), "COUNT": str(count)},
+    )
+
+
+def unprocessed() -> EmulatorError:
+    """What an atomic batch reports for records rolled back because another one failed."""
+    return fail(
+        422,
+        "unprocessed",
+        "Not processed: another record in this transaction failed",
+        "REST-1054",
+        message_id="IA.UNPROCESSED",
+    )
+
+
+def batch_error_entry(error: EmulatorError) -> JSON:
+    """One failed record's element of a multi-record answer (with its own status)."""
+    return {"ia::error": error.error, "ia::status": error.status}
