@@ -20,7 +20,7 @@ fails the stream once the other partitions are done: never a silent gap.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import Stream
@@ -38,6 +38,7 @@ from intacct_api.decimals import DECIMAL_FORMAT
 from intacct_api.errors import IntacctError
 from intacct_api.reports import ReportError, ReportRunner
 from tap_intacct.report_settings import BalanceOptions, current_period
+from tap_intacct.sdk_overrides import SyncHookOverrides
 from tap_intacct.writer import RecordBufferedWriter
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def primary_key(report: BalanceReport, dimensions: Iterable[str]) -> tuple[str, 
     return ("period", "reporting_book", "entity", "account_id", *dims, "currency")
 
 
-class BalanceStream(Stream):
+class BalanceStream(SyncHookOverrides):
     """One balance report as an incremental stream (see the module docstring)."""
 
     replication_key = "period"
@@ -128,16 +129,13 @@ class BalanceStream(Stream):
         )
         return [{"entity": e} for e in entities] if entities else None
 
-    def _sync_records(
-        self, context: Context | None = None, *, write_messages: bool = True
-    ) -> Generator[dict[Any, Any], Any, Any]:
-        """The SDK's record loop, then a failure if any report failed.
-
-        Overridden (``sync`` is final) so the error comes after every partition ran and the
-        final STATE (bookmarks of the complete periods) is written.
-        """
+    def before_sync(self) -> None:
+        """A sync starts with no failed report."""
         self.failures = []
-        yield from super()._sync_records(context, write_messages=write_messages)
+
+    def after_sync(self) -> None:
+        """Fail once every partition ran and the final STATE (bookmarks of the complete
+        periods) is written, if any report failed."""
         if self.failures:
             raise BalanceReportsFailedError(
                 f"{self.name}: {len(self.failures)} report(s) failed; their partitions stop "

@@ -39,15 +39,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from singer_sdk import Stream, metrics
+from singer_sdk import metrics
 from singer_sdk.helpers.conform import TypeConformanceLevel
-from singer_sdk.helpers.types import Context, Record
-from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.singerlib import RecordMessage
+from singer_sdk.helpers.types import Context
 
 from intacct_api.client import DEFAULT_ENTITY
 from intacct_api.pager import QueryPager, ReplicationFieldRefusedError
@@ -62,6 +60,7 @@ from tap_intacct.deletes import (
 )
 from tap_intacct.discovery import StreamDefinition
 from tap_intacct.progress import report_progress
+from tap_intacct.sdk_overrides import StreamOverrides
 from tap_intacct.writer import RecordBufferedWriter
 
 if TYPE_CHECKING:
@@ -93,8 +92,8 @@ class StreamStats:
     partitions: int = 0
 
 
-class IntacctStream(Stream):
-    """Shared behaviour: definition wiring, fast emission, the end-of-run summary."""
+class IntacctStream(StreamOverrides):
+    """Shared behaviour: definition wiring, fast emission (``sdk_overrides``), the summary."""
 
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
@@ -159,108 +158,6 @@ class IntacctStream(Stream):
 
     def _read(self, context: Context | None) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
-
-    # -- emission fast path -------------------------------------------------------------------
-
-    def _fast_record_writer(self) -> RecordBufferedWriter | None:
-        """Our writer when a record goes out exactly as it is (no stream map, no flattening)."""
-        writer = self._tap.message_writer
-        maps = self.stream_maps
-        if not isinstance(writer, RecordBufferedWriter) or len(maps) != 1:
-            return None
-        only = maps[0]
-        if type(only) is not SameRecordTransform:
-            return None
-        if only.flattening_options and only.flattening_enabled:
-            return None
-        return writer
-
-    def _write_record_message(self, record: Record) -> None:
-        """The SDK's, minus the message objects when the record needs no transformation.
-
-        Private SDK API (pinned in ``tests/test_tap_sync.py``): the SDK builds a
-        ``RecordMessage`` (converting ``time_extracted`` to UTC per record), turns it back
-        into a dict and encodes that; here the record is encoded between a head and tail
-        computed once per page (the same bytes). Streams with stream maps or flattening take
-        the SDK's path (through :meth:`_generate_record_messages`).
-        """
-        writer = self._fast_writer
-        if writer is None:
-            super()._write_record_message(record)
-            return
-        if self._frame_at is not self._extracted_at:
-            self._frame_at = self._extracted_at
-            self._frame = writer.record_frame(
-                self.stream_maps[0].stream_alias, self._stream_version, self._extracted_at
-            )
-        head, tail = self._frame
-        writer.write_record(head, record, tail)
-        self.state_manager.is_flushed = False
-
-    def _process_record(
-        self,
-        record: Record,
-        child_context: Context | None = None,
-        partition_context: Context | None = None,
-    ) -> None:
-        """The SDK's, minus the per-record child-context work when there are no children.
-
-        Private SDK API (pinned in ``tests/test_tap_sync.py``). What remains is what the SDK
-        does for a stream without child streams: partition keys missing from the record are
-        added to it.
-        """
-        if self.child_streams:
-            super()._process_record(
-                record, child_context=child_context, partition_context=partition_context
-            )
-            return
-        if partition_context:
-            for key, value in partition_context.items():
-                if key not in record:
-                    record[key] = value
-
-    def _increment_stream_state(
-        self, latest_record: Record, *, context: Context | None = None
-    ) -> None:
-        """The SDK's bookmark update, done directly in the common case.
-
-        Private SDK API (pinned in ``tests/test_tap_sync.py``). For a sorted stream without
-        sort checking or state partitioning keys, the SDK's ``increment_state`` sets
-        ``replication_key`` and ``replication_key_value`` on the partition's state dict to the
-        record's (JSON-compatible) value unconditionally; that is done here for string values
-        (``_modified_at``), with the state dict looked up once per partition. Anything else
-        (null or non-string values, other stream settings) goes through the SDK.
-        """
-        key = self.replication_key
-        if self._full_table:
-            return  # no timestamp in these records: the bookmark stays where it was
-        if self._fast_state and key is not None:
-            value = latest_record[key]
-            if type(value) is str:
-                if context is not self._state_for or self._state_dict is None:
-                    self._state_dict = self.get_context_state(context)
-                    self._state_for = context
-                state = self._state_dict
-                state["replication_key"] = key
-                state["replication_key_value"] = value
-                return
-        super()._increment_stream_state(latest_record, context=context)
-
-    def _generate_record_messages(self, record: Record) -> Generator[RecordMessage, None, None]:
-        """Like the SDK's, minus the deselect walk and per-record ``utc_now`` (see module doc).
-
-        Conformance is NONE, so the SDK's version would only have popped deselected keys,
-        which our records never contain.
-        """
-        for stream_map in self.stream_maps:
-            mapped = stream_map.transform(record)
-            if mapped is not None:
-                yield RecordMessage(
-                    stream=stream_map.stream_alias,
-                    record=mapped,
-                    version=self._stream_version,
-                    time_extracted=self._extracted_at,
-                )
 
     # -- summary --------------------------------------------------------------------------------
 

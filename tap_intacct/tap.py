@@ -12,7 +12,7 @@ import weakref
 from functools import cached_property
 from typing import Any
 
-from singer_sdk import Stream, Tap, about
+from singer_sdk import Stream
 from singer_sdk import typing as th
 
 from intacct_api.client import IntacctClient
@@ -30,6 +30,7 @@ from tap_intacct.discovery import (
 from tap_intacct.friendly_errors import people_errors
 from tap_intacct.report_settings import BALANCE_SETTINGS
 from tap_intacct.report_streams import balance_streams
+from tap_intacct.sdk_overrides import TapOverrides
 from tap_intacct.selection import DEFAULT_STREAMS
 from tap_intacct.settings import TAP_SETTINGS, TapOptions
 from tap_intacct.streams import OperationStream, QueryStream
@@ -54,7 +55,7 @@ def _config_schema(*parts: th.PropertiesList) -> dict[str, Any]:
     return schema
 
 
-class TapIntacct(IntacctPluginMixin, Tap):
+class TapIntacct(IntacctPluginMixin, TapOverrides):
     """Singer tap for the Sage Intacct REST API (v1).
 
     One stream per queryable object of Sage's OpenAPI spec (`accounts_receivable__customer`
@@ -80,18 +81,6 @@ class TapIntacct(IntacctPluginMixin, Tap):
         # One INFO line per HTTP request is noise on a long sync (the summary counts them).
         logging.getLogger("httpx").setLevel(logging.WARNING)
         super().__init__(*args, **kwargs)
-
-    @classmethod
-    def _get_about_info(cls) -> about.AboutInfo:
-        """The SDK's, with the description on one line.
-
-        The SDK's markdown template ``dedent``s an f-string that embeds the description; a
-        multi-line docstring leaves its lines unindented, so nothing is dedented and the
-        ``# tap-intacct`` heading ends up indented into a code block.
-        """
-        info = super()._get_about_info()
-        info.description = " ".join((cls.__doc__ or "").split())
-        return info
 
     # -- shared objects ---------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
-"""The SDK methods target-intacct overrides still exist with the signatures the overrides
-were written against, and the documented fallback really gives stock SDK behaviour (issue 14).
+"""The SDK methods tap-intacct and target-intacct override still exist with the signatures the
+overrides were written against, and the documented fallback really gives stock SDK behaviour
+(issue 14). The tap's fast paths are also checked message for message against the SDK's own
+path in ``tests/test_tap_sync.py``.
 
 When singer-sdk is upgraded and this fails, read the named SDK method again before touching
 anything else: the override may now be wrong, not just differently spelled.
@@ -15,9 +17,12 @@ from typing import Any
 import pytest
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 
+from tap_intacct import sdk_overrides as tap_overrides
 from target_intacct import sdk_overrides
-from target_intacct.sdk_overrides import SDK_OVERRIDES
+from target_intacct.sdk_overrides import SDK_OVERRIDES as TARGET_OVERRIDES
 from target_intacct.target import TargetIntacct
+
+SDK_OVERRIDES = tap_overrides.SDK_OVERRIDES + TARGET_OVERRIDES
 
 
 @pytest.mark.parametrize(
@@ -37,10 +42,11 @@ def test_each_overridden_sdk_member_is_unchanged(
     assert f"({names})" == parameters, f"{sdk_class.__name__}.{member} changed signature"
 
 
-def test_every_override_in_the_target_is_listed() -> None:
-    """A private SDK method overridden anywhere in the target package must be pinned above."""
+@pytest.mark.parametrize("module", [sdk_overrides, tap_overrides], ids=["target", "tap"])
+def test_no_private_sdk_method_is_overridden_outside_the_overrides_module(module: Any) -> None:
+    """A private SDK method overridden anywhere else in the package would escape the pins."""
     listed = {name for _, name, _ in SDK_OVERRIDES}
-    package = Path(sdk_overrides.__file__).parent
+    package = Path(module.__file__).parent
     for path in package.glob("*.py"):
         if path.name == "sdk_overrides.py":
             continue
@@ -53,12 +59,13 @@ def test_every_override_in_the_target_is_listed() -> None:
 
 
 def _sdk_private_names() -> set[str]:
+    from singer_sdk import Stream, Tap
     from singer_sdk.sinks import BatchSink
     from singer_sdk.target_base import Target
 
     return {
         name
-        for cls in (Target, BatchSink)
+        for cls in (Target, BatchSink, Stream, Tap)
         for name in dir(cls)
         if name.startswith("_") and not name.startswith("__")
     }
