@@ -1,6 +1,6 @@
 """Every place tap-intacct replaces singer-sdk behaviour, in one module.
 
-The stock per-record path is ~20x slower than a bare loop (singer-sdk-notes §7), and the SDK
+The stock per-record path is ~20x slower than a bare loop (docs/singer-sdk-notes.md §7), and the SDK
 has no public hook for the steps that cost the most, so :class:`StreamOverrides` overrides four
 private ``Stream`` methods, each falling back to the SDK whenever its shortcut does not apply
 (stream maps, flattening, child streams, non-string bookmarks):

@@ -9,7 +9,7 @@ bound to ``requests`` and re-parses every page, whereas all our HTTP goes throug
 ``IntacctClient`` (retries, auth, errors exist once) and all paging through the shared
 :class:`~intacct_api.pager.QueryPager`. Records are yielded as pages arrive (memory flat).
 
-Speed (singer-sdk-notes §7: stock emission is ~20x slower than a bare loop):
+Speed (docs/singer-sdk-notes.md §7: stock emission is ~20x slower than a bare loop):
 
 * ``TYPE_CONFORMANCE_LEVEL = NONE``: query results are JSON-native already and unknown keys
   are dropped by the :class:`~intacct_api.records.RowPlan`, which reads only planned keys.

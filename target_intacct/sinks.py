@@ -6,7 +6,7 @@ object's name; everything object-specific (request schema, owner, operations) co
 registry through the shared Mutate engine. Streams that map to no object get
 :class:`UnknownStreamSink`, which reports every record as an error result instead of crashing.
 
-Traps handled here (singer-sdk notes, section 2):
+Traps handled here (docs/singer-sdk-notes.md §2):
 
 * the batch size: ``MAX_SIZE_DEFAULT = 500`` plus a ``max_size`` *property* capping
   ``batch_size_rows``/``batch_size`` at 500. A class attribute ``max_size`` would silently

@@ -1,7 +1,7 @@
 """Fast stream-schema validation for the target, through the SDK's ``get_validator`` hook.
 
 The SDK validates every RECORD against its stream SCHEMA with jsonschema, which is ~85% of a
-target's CPU (singer-sdk notes, section 7). We keep validation on and make it cheap:
+target's CPU (docs/singer-sdk-notes.md §7). We keep validation on and make it cheap:
 fastjsonschema compiles the schema to Python once per sink; only a failing record pays for
 jsonschema, which explains the failure naming the field.
 
