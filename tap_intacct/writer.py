@@ -2,8 +2,8 @@
 
 singer-sdk's writers (``SingerWriter`` and ``MsgSpecWriter``) call ``sys.stdout.flush()`` after
 every message, and even without that flush stdout's 8 KiB buffer holds only two ~3 KB RECORD
-lines: piped into a target that is one ``write`` system call per record (docs/singer-sdk-notes.md §7,
-knob 6; ``benchmarks/README.md``, tap finding 2).
+lines: piped into a target that is one ``write`` system call per record
+(docs/singer-sdk-notes.md §7, knob 6; ``benchmarks/README.md``, tap finding 2).
 
 RECORD lines are therefore collected in a buffer of our own and written to
 ``sys.stdout.buffer`` in chunks of about :attr:`RecordBufferedWriter.buffer_size` (1 MiB).
