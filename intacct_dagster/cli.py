@@ -1,8 +1,8 @@
 """``python -m intacct_dagster run|sequential FLEET_FILE``: a fleet run without a Dagster daemon.
 
 ``run`` executes the fleet job with Dagster's multiprocess executor on a Dagster instance in
-``--dagster-home`` (a temporary one by default), with each company's pool limited to its
-``parallel_groups``, then prints a JSON summary of the run (per partition: status, attempts,
+``--dagster-home`` (a temporary one by default), at most ``parallel_groups`` steps of one
+company at once, then prints a JSON summary of the run (per partition: status, attempts,
 records, API calls, seconds; totals) built from the attempts table in PostgreSQL. Exit status
 0 only when every partition succeeded.
 
@@ -56,15 +56,24 @@ def summarize(attempts: list[Attempt], wall_seconds: float, run_id: str) -> dict
 
 
 def run_dagster(
-    fleet_file: str, workers: int, dagster_home: str | None, only: list[str] | None = None
+    fleet_file: str,
+    workers: int,
+    dagster_home: str | None,
+    only: list[str] | None = None,
+    load: bool = False,
 ) -> dict[str, Any]:
-    """The fleet job through Dagster's multiprocess executor; returns the summary.
+    """The fleet job (or with ``load`` the fleet load job) on the multiprocess executor.
 
     ``only`` names companies to run (their ops are selected); by default the whole fleet.
+    Returns the summary.
     """
     from dagster import DagsterInstance, execute_job, reconstructable
 
-    from intacct_dagster.definitions import FLEET_FILE_ENV, fleet_job_from_env, pool_name
+    from intacct_dagster.definitions import (
+        FLEET_FILE_ENV,
+        fleet_job_from_env,
+        load_job_from_env,
+    )
 
     fleet = load_fleet(fleet_file)
     os.environ[FLEET_FILE_ENV] = os.path.abspath(fleet_file)
@@ -72,21 +81,18 @@ def run_dagster(
     StateStore(fleet.state_url()).ensure_schema()
     home = dagster_home or tempfile.mkdtemp(prefix="intacct-dagster-")
     with DagsterInstance.local_temp(tempdir=home) as instance:
-        for company in fleet.companies:
-            instance.event_log_storage.set_concurrency_slots(
-                pool_name(company.name), company.parallel_groups
-            )
         started = time.monotonic()
         selection = None
-        if only:
+        if only and load:
+            selection = [f"load__{company}" for company in only]
+        elif only:
             selection = [
                 f"sync__{company}__{group}"
                 for company in only
                 for group in fleet.company(company).groups
             ]
-        result = execute_job(
-            reconstructable(fleet_job_from_env), instance=instance, op_selection=selection
-        )
+        builder = load_job_from_env if load else fleet_job_from_env
+        result = execute_job(reconstructable(builder), instance=instance, op_selection=selection)
         wall = time.monotonic() - started
         run_id = result.run_id
     summary = summarize(StateStore(fleet.state_url()).attempts(run_id), wall, run_id)
@@ -118,12 +124,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--workers", type=int, default=4, help="step processes at once")
     run.add_argument("--dagster-home", default=None, help="Dagster instance folder (temp)")
     run.add_argument("--only", default=None, help="comma-separated companies (default: all)")
+    load = commands.add_parser("load", help="the fleet load job: warehouse -> target-intacct")
+    load.add_argument("fleet_file")
+    load.add_argument("--workers", type=int, default=4, help="step processes at once")
+    load.add_argument("--dagster-home", default=None, help="Dagster instance folder (temp)")
+    load.add_argument("--only", default=None, help="comma-separated companies (default: all)")
     sequential = commands.add_parser("sequential", help="one partition after another")
     sequential.add_argument("fleet_file")
     args = parser.parse_args(argv)
-    if args.command == "run":
+    if args.command in ("run", "load"):
         only = [name.strip() for name in args.only.split(",")] if args.only else None
-        summary = run_dagster(args.fleet_file, args.workers, args.dagster_home, only)
+        summary = run_dagster(
+            args.fleet_file, args.workers, args.dagster_home, only, load=args.command == "load"
+        )
     else:
         summary = run_sequential(load_fleet(args.fleet_file))
     print(json.dumps(summary, indent=2, sort_keys=True))

@@ -9,10 +9,12 @@ Two views of the same unit of work (one company's stream group, ``runner.run_par
   ``tag_concurrency_limits`` on that tag (``fleet/dagster.yaml``) no two runs of a company
   overlap, whichever workers pick them up.
 * **The fleet job** ``intacct_fleet``: every company x group as an op, run by the multiprocess
-  executor (or any executor: k8s, celery, docker). Ops of one company share the op tag
-  ``intacct/company`` (executor ``tag_concurrency_limits``: at most ``parallel_groups`` of
-  them at once in a run) and the pool ``intacct_<company>`` (Dagster's instance-wide op
-  concurrency: the same limit across runs and workers).
+  executor (the k8s/celery/docker executors take the same ``tag_concurrency_limits``). Ops of
+  one company share the op tag ``intacct/company``, limited per unique value to
+  ``parallel_groups`` steps at once across all of the run's workers. (Dagster's instance-wide
+  op pools would extend that across runs; with them, retried steps of our fleet test stalled
+  after their worker started (1.13.29, not diagnosed further), so the fleet job does not use
+  them: run one fleet run at a time, or limit runs by the ``intacct/company`` tag.)
 
 Either way each running group's tap gets ``tier // parallel_groups`` requests in flight, so a
 company's total stays within its Intacct tier. Failures: a crashed or failed step is retried
@@ -57,6 +59,7 @@ from dagster import (
 )
 
 from intacct_dagster.fleet import Company, Fleet, FleetError, load_fleet
+from intacct_dagster.load import run_load
 from intacct_dagster.runner import PartitionFailedError, run_partition
 from intacct_dagster.state_store import StateStore
 
@@ -65,12 +68,8 @@ COMPANY_TAG = "intacct/company"
 PARTITIONS = DynamicPartitionsDefinition(name="intacct_company")
 RETRY_POLICY = RetryPolicy(max_retries=2, delay=1.0)
 FLEET_JOB = "intacct_fleet"
+LOAD_JOB = "intacct_fleet_load"
 ASSET_JOB = "intacct_company_sync"
-
-
-def pool_name(company: str) -> str:
-    """The Dagster concurrency pool of one company (limit it to its ``parallel_groups``)."""
-    return f"intacct_{company}"
 
 
 def sync(
@@ -184,7 +183,6 @@ def sync_op(fleet: Fleet, company: Company, group: str) -> OpDefinition:
     @op(
         name=f"sync__{company.name}__{group}",
         tags={COMPANY_TAG: company.name},
-        pool=pool_name(company.name),
         retry_policy=RETRY_POLICY,
     )
     def _sync(context: OpExecutionContext) -> Iterator[Output[None]]:
@@ -220,15 +218,67 @@ def build_fleet_job(fleet: Fleet, max_workers: int = 4) -> JobDefinition:
     return _fleet
 
 
+def load_op(fleet: Fleet, company: Company) -> OpDefinition:
+    """One company's warehouse -> Intacct load as an op of the fleet load job."""
+
+    @op(
+        name=f"load__{company.name}",
+        tags={COMPANY_TAG: company.name},
+        retry_policy=RETRY_POLICY,
+    )
+    def _load(context: OpExecutionContext) -> Iterator[Output[None]]:
+        try:
+            store = StateStore(fleet.state_url())
+            store.ensure_schema()
+            result = run_load(
+                fleet, company, store, run_id=context.run_id, attempt=context.retry_number + 1
+            )
+        except PartitionFailedError as failed:
+            raise Failure(str(failed), allow_retries=failed.retryable) from None
+        except FleetError as wrong:
+            raise Failure(f"{company.name}/load: {wrong}", allow_retries=False) from None
+        yield Output(
+            None,
+            metadata={
+                "company": company.name,
+                "records": result.records,
+                "statuses": result.statuses,
+                "results_path": result.results_path,
+                "seconds": round(result.seconds, 3),
+            },
+        )
+
+    return _load
+
+
+def build_load_job(fleet: Fleet, max_workers: int = 4) -> JobDefinition:
+    """One load op per company under the multiprocess executor (companies in parallel)."""
+    ops = [load_op(fleet, company) for company in fleet.companies]
+    executor = multiprocess_executor.configured({"max_concurrent": max_workers})
+
+    @job(name=LOAD_JOB, executor_def=executor, tags={"intacct/fleet": "load"})
+    def _fleet_load() -> None:
+        for load_definition in ops:
+            load_definition()
+
+    return _fleet_load
+
+
 def build_definitions(fleet: Fleet, max_workers: int = 4) -> Definitions:
     """Assets, asset job, schedules, the partitions sensor and the fleet job of one fleet."""
     groups = sorted({g for c in fleet.companies for g in c.groups})
     assets = [group_asset(fleet, group) for group in groups]
     asset_job = define_asset_job(ASSET_JOB, selection=[AssetKey(["intacct", g]) for g in groups])
+    jobs: list[Any] = [  # JobDefinition and the asset job (an unresolved job definition)
+        asset_job,
+        build_fleet_job(fleet, max_workers),
+    ]
+    if fleet.load:
+        jobs.append(build_load_job(fleet, max_workers))
     schedules = [company_schedule(c, list(c.groups)) for c in fleet.companies if c.schedule]
     return Definitions(
         assets=assets,
-        jobs=[asset_job, build_fleet_job(fleet, max_workers)],
+        jobs=jobs,
         schedules=schedules,
         sensors=[partitions_sensor(fleet)],
     )
@@ -245,6 +295,12 @@ def fleet_job_from_env() -> JobDefinition:
     """Module-level builder so ``reconstructable`` can rebuild the job in each step process."""
     workers = int(os.environ.get("INTACCT_FLEET_WORKERS", "4"))
     return build_fleet_job(fleet_from_env(), workers)
+
+
+def load_job_from_env() -> JobDefinition:
+    """Like ``fleet_job_from_env`` for the fleet load job."""
+    workers = int(os.environ.get("INTACCT_FLEET_WORKERS", "4"))
+    return build_load_job(fleet_from_env(), workers)
 
 
 if os.environ.get(FLEET_FILE_ENV):  # `dagster dev -m intacct_dagster.definitions`

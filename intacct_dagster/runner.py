@@ -65,14 +65,14 @@ class PartitionResult:
         return sum(self.records.values())
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+def die_with_parent() -> None:  # pragma: no cover - runs in the forked child
     """Ask Linux to SIGKILL this child when the worker that started it dies."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _executable(name: str) -> str:
+def executable(name: str) -> str:
     """A plugin executable: a path as given, else next to this interpreter, else on PATH."""
     if os.sep in name:
         return name
@@ -96,7 +96,7 @@ def tap_config(company: Company, objects: tuple[str, ...], token_store: Path) ->
     return config
 
 
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
+def child_env(extra: dict[str, str]) -> dict[str, str]:
     """The worker's environment minus any other TAP_INTACCT_* setting, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_INTACCT_")}
     env.update(extra)
@@ -104,8 +104,12 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def error_summary(log_text: str) -> str:
-    """The last exception line of a plugin's stderr (the clear error), else its last line."""
+    """The clear error of a plugin's stderr: its ERROR lines (cause, then fix), else the last
+    exception line of a traceback, else its last line. Only messages, never the config."""
     lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    errors = [line.rsplit(" | ", 1)[-1] for line in lines if "| ERROR" in line]
+    if errors:
+        return "; ".join(errors[-3:])
     for line in reversed(lines):
         if _ERROR_LINE.match(line):
             return line
@@ -189,7 +193,7 @@ def _pipe(
         target_file = work / "target.json"
         target_file.touch(mode=0o600)  # the warehouse URL may carry a password
         target_file.write_text(json.dumps(target_config))
-        tap_cmd = [_executable(fleet.tap_executable), "--config", str(tap_file), "--config", "ENV"]
+        tap_cmd = [executable(fleet.tap_executable), "--config", str(tap_file), "--config", "ENV"]
         if state:
             state_file = work / "state.json"
             state_file.write_text(dumps_state(state))
@@ -201,17 +205,17 @@ def _pipe(
                 stdout=subprocess.PIPE,
                 stderr=tap_err,
                 cwd=work,
-                env=_child_env({"TAP_INTACCT_CLIENT_SECRET": secret}),
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
+                env=child_env({"TAP_INTACCT_CLIENT_SECRET": secret}),
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
             )
             target = subprocess.Popen(  # noqa: S603
-                [_executable(fleet.target.executable), "--config", str(target_file)],
+                [executable(fleet.target.executable), "--config", str(target_file)],
                 stdin=tap.stdout,
                 stdout=subprocess.PIPE,
                 stderr=target_err,
                 cwd=work,
-                env=_child_env({}),
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                env=child_env({}),
+                preexec_fn=die_with_parent,  # noqa: PLW1509
             )
             assert tap.stdout is not None
             assert target.stdout is not None

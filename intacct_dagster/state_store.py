@@ -54,7 +54,7 @@ def state_id(company: str, group: str) -> str:
     return f"fleet:{company}:{group}"
 
 
-def _libpq_url(url: str) -> str:
+def libpq_url(url: str) -> str:
     """psycopg wants ``postgresql://``; SQLAlchemy-style ``postgresql+psycopg://`` is accepted."""
     scheme, sep, rest = url.partition("://")
     return ("postgresql" + sep + rest) if scheme.startswith("postgresql+") else url
@@ -80,7 +80,7 @@ class StateStore:
     """A small client for the two tables; one short connection per call (workers are many)."""
 
     def __init__(self, url: str) -> None:
-        self.url = _libpq_url(url)
+        self.url = libpq_url(url)
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.url, autocommit=True)

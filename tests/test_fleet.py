@@ -104,6 +104,11 @@ def write_fleet(tmp: Path, base_url: str) -> Path:
         "stream_groups": GROUPS,
         "defaults": {"tier": TIER, "parallel_groups": 2},
         "companies": companies,
+        "load": {
+            "tables": {"accounts-payable/vendor": "vendor_changes"},
+            "url_env": "FLEET_STATE_URL",
+            "results_dir": str(tmp / "load-results"),
+        },
     }
     path = tmp / "fleet.yml"
     path.write_text(yaml.safe_dump(fleet))
@@ -120,10 +125,15 @@ def fleet_env(postgres: str) -> dict[str, str]:
 
 
 def run_fleet(
-    fleet_file: Path, env: dict[str, str], kill: bool, only: list[str] | None = None
+    fleet_file: Path,
+    env: dict[str, str],
+    kill: bool,
+    only: list[str] | None = None,
+    command_name: str = "run",
 ) -> dict[str, Any]:
     """``python -m intacct_dagster run`` as a process; optionally kill the victim's worker."""
-    command = [sys.executable, "-m", "intacct_dagster", "run", str(fleet_file), "--workers", "4"]
+    command = [sys.executable, "-m", "intacct_dagster", command_name, str(fleet_file)]
+    command += ["--workers", "4"]
     if only:
         command += ["--only", ",".join(only)]
     proc = subprocess.Popen(
@@ -274,3 +284,29 @@ def test_fleet_on_dagster_exact_despite_a_killed_worker_and_one_bad_secret(
                 'select name from acme."accounts_payable__vendor" where key = %s', (str(vendor),)
             ).fetchone()
         assert renamed == ("Renamed between runs",)
+
+        # The reverse direction: rows in two companies' warehouse schemas -> target-intacct.
+        with psycopg.connect(postgres, autocommit=True) as con:
+            for name in ("acme", "globex"):
+                con.execute(
+                    f"create table {name}.vendor_changes as select key, id, "
+                    f"'{name} vendor ' || id as name from {name}.\"accounts_payable__vendor\" "
+                    "order by key limit 3"
+                )
+        loaded = run_fleet(
+            fleet_file, env, kill=False, only=["acme", "globex"], command_name="load"
+        )
+        assert loaded["failed"] == [], loaded["_stderr"][-3000:]
+        assert set(loaded["partitions"]) == {"acme/load", "globex/load"}
+        for name in ("acme", "globex"):
+            results = tmp_path / "load-results" / name / "results.jsonl"
+            lines = [json.loads(line) for line in results.read_text().splitlines()]
+            assert [line["status"] for line in lines] == ["ok"] * 3, lines
+            names = {
+                row["name"] for row in truth(emulator, name, "accounts-payable/vendor", ["name"])
+            }
+            assert sum(n.startswith(f"{name} vendor ") for n in names) == 3
+        untouched = {
+            row["name"] for row in truth(emulator, "hooli", "accounts-payable/vendor", ["name"])
+        }
+        assert not any(" vendor " in n for n in untouched)

@@ -4,7 +4,7 @@ The emulator runs as a real process serving two companies; requests are told apa
 credentials, and each company has its own data, faults and stats. The fleet file refuses what
 would leak or misroute (a secret in the file, an unknown group), and the Dagster definitions
 built from it have one asset per stream group partitioned by company, a schedule per company
-that asks for one, and one fleet-job op per company x group carrying the company's tag/pool.
+that asks for one, and one fleet-job op per company x group carrying the company's tag.
 """
 
 from __future__ import annotations
@@ -212,7 +212,6 @@ def test_dagster_definitions_from_a_fleet() -> None:
         FLEET_JOB,
         PARTITIONS,
         build_definitions,
-        pool_name,
     )
 
     defs = build_definitions(parse_fleet(FLEET))
@@ -220,7 +219,6 @@ def test_dagster_definitions_from_a_fleet() -> None:
     ops = {node.name: node.definition for node in fleet_job.graph.node_dict.values()}
     assert sorted(ops) == ["sync__acme__ledger", "sync__acme__masters", "sync__globex__ledger"]
     assert ops["sync__globex__ledger"].tags[COMPANY_TAG] == "globex"
-    assert ops["sync__globex__ledger"].pool == pool_name("globex")
     assert ops["sync__acme__masters"].retry_policy is not None
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
