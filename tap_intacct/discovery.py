@@ -33,7 +33,7 @@ from intacct_api.records import queryable_schema
 from intacct_api.scalars import field_kinds
 from intacct_api.schema import to_record_schema
 from intacct_api.spec import ObjectInfo, SpecRegistry
-from tap_intacct.columns import ENTITY, MODIFIED_AT, with_synthetic_columns
+from tap_intacct.columns import MODIFIED_AT, with_synthetic_columns
 from tap_intacct.report_streams import BALANCE_STREAM_NAMES
 from tap_intacct.settings import OperationSpec, TapOptions
 
@@ -89,8 +89,9 @@ def _has_modified(schema: dict[str, Any]) -> bool:
 def _key_properties(schema: dict[str, Any], options: TapOptions) -> tuple[str, ...]:
     if "key" not in (schema.get("properties") or {}):
         return ()
-    # The same shared record is visible from several entities; one row per (record, entity).
-    return ("key", ENTITY) if options.entities else ("key",)
+    # Keys are unique per object across the company, and with entity partitions each record
+    # is still emitted once (shared ones by the first partition): `key` alone identifies it.
+    return ("key",)
 
 
 def without_deprecated_case_twins(schema: dict[str, Any], stream: str = "") -> dict[str, Any]:

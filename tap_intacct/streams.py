@@ -184,6 +184,28 @@ class IntacctStream(StreamOverrides):
         return bool(self.mask[("properties", name)])
 
 
+@dataclass(frozen=True)
+class _Ownership:
+    """The ownership filter of one entity partition (see :meth:`QueryStream._ownership`)."""
+
+    entity: str
+    field: str  # "entity.id", or "" for an object without an entity member
+    keeps_shared: bool
+
+    def records(
+        self, page: list[dict[str, Any]], convert: Any, shared: Any
+    ) -> Iterator[dict[str, Any]]:
+        """The page's records this partition owns; ``shared`` converts a shared row (the
+        partition's plan with ``_entity`` null), None where shared rows belong elsewhere."""
+        for row in page:
+            owner = row.get(self.field) if self.field else None
+            if owner is None:
+                if shared is not None:
+                    yield shared(row)
+            elif str(owner) == self.entity:
+                yield convert(row)
+
+
 class QueryStream(IntacctStream):
     """One Intacct object, read through the query service with keyset paging."""
 
@@ -316,6 +338,9 @@ class QueryStream(IntacctStream):
         if self._full_table and ts_field:
             fields = [f for f in fields if f != ts_field]
             plan = self.row_plan(entity, [f for f in plan.fields if f != ts_field])
+        owner = self._ownership(context)
+        if owner is not None and owner.field not in fields:
+            fields = [*fields, owner.field]
         pager = QueryPager(
             tap.client,
             object_name,
@@ -345,6 +370,14 @@ class QueryStream(IntacctStream):
                         report_progress(self, self.stats.pages + pager.pages)
                         if keep_keys:
                             seen.update(str(r["key"]) for r in page if r.get("key") is not None)
+                        if owner is not None:  # each record once: see _ownership
+                            shared = (
+                                self.row_plan(None, plan.fields).convert
+                                if owner.keeps_shared
+                                else None
+                            )
+                            yield from owner.records(page, convert, shared)
+                            continue
                         # Rows are freed as they are converted, while the next page arrives.
                         page.reverse()
                         pop = page.pop
@@ -358,6 +391,27 @@ class QueryStream(IntacctStream):
                     if name not in self.stats.dropped_fields:
                         self.stats.dropped_fields.append(name)
                 self.stats.seconds += time.monotonic() - started
+
+    def _ownership(self, context: Context | None) -> _Ownership | None:
+        """Which rows an entity partition emits, so each record appears once.
+
+        A query in entity E returns E's private records *and* every shared (top-level)
+        record, so with several entity partitions each shared record would come back once per
+        entity. The rule: partition E emits the records E owns (``entity.id == E``); the
+        first partition also emits the shared ones, with ``_entity`` null (the top level owns
+        them). An object without an ``entity`` member has no private records: all of it is
+        shared. (Deletion announcements are not filtered.)
+        """
+        partitions = self.partitions
+        if not context or not partitions or len(partitions) < 2:
+            return None
+        entity = str(context[ENTITY])
+        has_owner = "entity" in (self.definition.schema.get("properties") or {})
+        return _Ownership(
+            entity=entity,
+            field="entity.id" if has_owner else "",
+            keeps_shared=partitions[0].get(ENTITY) == context[ENTITY],
+        )
 
     # -- deletes --------------------------------------------------------------------------------
 
