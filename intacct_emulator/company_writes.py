@@ -369,6 +369,7 @@ class CompanyWrites(CompanyData):
             record["id"] = record_id
         record["href"] = self.href(info.name, key)
         record.update({k: v for k, v in cleaned.items() if k not in ("key", "id", "href")})
+        self._fill_defaults(info, record)
         if owner is not None:
             owner_info, owner_row = owner
             prop = self.owner_property(info)
@@ -394,6 +395,46 @@ class CompanyWrites(CompanyData):
             for item in items:
                 self._create_one(line_info, item, entity, owner=(info, row), cleaned=dict(item))
         return self.reference(info.name, row)
+
+    def _fill_defaults(self, info: ObjectInfo, record: dict[str, Any]) -> None:
+        """What Intacct fills on create: the spec's ``default`` of each absent member (a vendor
+        is ``active`` unless told otherwise) and the names of referenced records (an invoice's
+        ``customer.name``), so a read after a write looks like Intacct's."""
+        props = schema_tools.properties(self.schema(info))
+        for name, sub in props.items():
+            if name in record or not isinstance(sub, Mapping):
+                continue
+            default = sub.get("default")
+            if default is not None:
+                record[name] = schema_tools.deep_copy(default)
+        names = tuple(self.registry.objects)
+        for name, value in list(record.items()):
+            ref_schema = props.get(name)
+            if not isinstance(value, dict) or not isinstance(ref_schema, Mapping):
+                continue
+            members = schema_tools.properties(ref_schema)
+            if "name" not in members or value.get("name") is not None:
+                continue
+            target = schema_tools.ref_target(names, info.application, name, ref_schema)
+            if target is None:
+                continue
+            found = self._referenced(target, value)
+            if found is not None and found.get("name") is not None:
+                value["name"] = found["name"]
+                value.setdefault("key", found.get("key"))
+                value.setdefault("id", found.get("id"))
+
+    def _referenced(self, object_name: str, ref: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The stored record a reference names by ``key`` or ``id`` (None if absent)."""
+        key = ref.get("key")
+        if key is None and ref.get("id") is not None:
+            key = self.store.key_for_id(object_name, str(ref["id"]))
+        if key is None:
+            return None
+        try:
+            return self.fetch(object_name, str(key))
+        except (EmulatorError, ValueError):
+            return None
 
     def _direct_line_owner(
         self, info: ObjectInfo, cleaned: Mapping[str, Any], entity: str | None
