@@ -30,8 +30,10 @@ class WriteContext:
     """Input line number of the message being processed."""
     next_index: Callable[[str], int]
     """0-based position of the next record within its stream."""
-    submit: Callable[[Hashable | None, str, Callable[[], list[MutateResult]]], None]
-    """Send a planned batch in the background: (lane or None, stream, job)."""
+    submit: Callable[
+        [Hashable | None, str, Callable[[], list[MutateResult]], frozenset[Any] | None], None
+    ]
+    """Send a planned batch in the background: (lane or None, stream, job, records touched)."""
     record: Callable[[str, list[MutateResult]], None]
     """Results known without a request, written after the batches submitted before them."""
     unknown_reason: Callable[[str], str]

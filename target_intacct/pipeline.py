@@ -9,11 +9,11 @@ keeps its order.
 
 Rules that keep the target's promises:
 
-* **One batch in flight per lane** (a lane is a sink, i.e. one stream -> object): the next
-  batch of the same stream is only *sent* after the previous one finished, so an upsert's
-  lookup sees the records the previous batch created, and a later update of a record is never
-  overtaken by an earlier one. Different streams may be in flight together, as the SDK's
-  parallel ``drain_all`` already allowed.
+* **Overlap only where it is safe** (a lane is a sink, i.e. one stream -> object): a batch of
+  upserts or updates waits for the lane's batches in flight that touch one of the same records
+  (same natural key or key), so an upsert's look-up sees the records an earlier batch created
+  and a later update of a record is never overtaken by an earlier one; batches of disjoint
+  records go out together (the look-up of the next runs while the previous one writes).
 * **Bounded**: at most ``max_in_flight`` (the connection's ``max_concurrency``) batches are
   pending; submitting one more first collects the oldest.
 * **STATE only after results**: the target calls :meth:`ResultPipeline.wait_all` after every
@@ -27,6 +27,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from intacct_api.mutate_results import MutateResult
 
@@ -43,25 +44,40 @@ class ResultPipeline:
         self.max_in_flight = max(1, int(max_in_flight))
         self._executor: ThreadPoolExecutor | None = None
         self._pending: deque[tuple[str, Future[list[MutateResult]]]] = deque()
-        self._lanes: dict[Hashable, Future[list[MutateResult]]] = {}
+        self._lanes: dict[Hashable, list[tuple[Future[list[MutateResult]], frozenset[Any]]]] = {}
+        """Per lane, the batches in flight with the record identities they touch."""
         self._lock = threading.Lock()  # guards _pending, _lanes, _executor
         self._collect_lock = threading.Lock()  # one collector at a time: writes stay in order
 
     # -- submitting ----------------------------------------------------------------------
 
     def submit(
-        self, lane: Hashable | None, stream: str, job: Callable[[], list[MutateResult]]
+        self,
+        lane: Hashable | None,
+        stream: str,
+        job: Callable[[], list[MutateResult]],
+        touches: frozenset[Any] | None = None,
     ) -> None:
         """Run ``job`` (which sends a batch and returns its results) in the background.
 
-        Blocks while the lane's previous batch is still running, and while the pipeline is
-        full (collecting the oldest batch's results meanwhile). ``lane=None``: the batch
-        depends on no other one and may overlap with any (it is not remembered).
+        ``lane=None``: the batch depends on no other one and may overlap with any. Otherwise
+        it waits for the lane's batches still in flight that touch one of the same records
+        (``touches``: natural keys and keys; None = every record, i.e. wait for all of them),
+        so a later write of a record never overtakes an earlier one and an upsert's look-up
+        sees what an earlier batch created, while batches of disjoint records overlap. Also
+        blocks while the pipeline is full (collecting the oldest batch's results meanwhile).
         """
-        with self._lock:
-            previous = self._lanes.get(lane) if lane is not None else None
-        if previous is not None:
-            previous.exception()  # wait; its results (or error) are collected in order below
+        if lane is not None:
+            with self._lock:
+                in_flight = [
+                    (future, keys)
+                    for future, keys in self._lanes.get(lane, ())
+                    if not future.done()
+                ]
+                self._lanes[lane] = in_flight
+            for future, keys in in_flight:
+                if touches is None or not keys or touches & keys:
+                    future.exception()  # wait; results (or error) are collected in order below
         while True:
             with self._lock:
                 full = len(self._pending) >= self.max_in_flight
@@ -76,7 +92,7 @@ class ResultPipeline:
             future = self._executor.submit(job)
             self._pending.append((stream, future))
             if lane is not None:
-                self._lanes[lane] = future
+                self._lanes.setdefault(lane, []).append((future, touches or frozenset()))
         # results are written as soon as a batch is done, even while no input arrives: that
         # is what lets a STATE waiting for them go out mid-load
         future.add_done_callback(lambda _done: self._collect(block=False))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from intacct_api.columns import DELETED_AT
 from intacct_api.errors import IntacctError
-from intacct_api.mutate import MAX_BATCH_SIZE, MutateItem
+from intacct_api.mutate import MAX_BATCH_SIZE, MutateItem, MutatePlan
 from intacct_api.mutate_results import ERROR, SKIPPED, MutateResult
 from target_intacct.context import WriteContext
 from target_intacct.sdk_overrides import SinkOverrides
@@ -186,7 +186,7 @@ class IntacctSink(SinkOverrides):
         independent = all(i.operation in {"create", "delete"} for i in to_write)
         # ordered batches (upsert, update: a later one may depend on an earlier one) go one at
         # a time per sink; creates and deletes do not depend on each other and may overlap
-        self._ctx.submit(None if independent else id(self), self.stream_name, send)
+        self._ctx.submit(None if independent else id(self), self.stream_name, send, _touched(plan))
 
 
 class UnknownStreamSink(IntacctSink):
@@ -210,6 +210,18 @@ class UnknownStreamSink(IntacctSink):
             for i in items
         ]
         self._ctx.record(self.stream_name, results)
+
+
+def _touched(plan: MutatePlan) -> frozenset[Any]:
+    """The records a planned batch writes: natural keys (an upsert's look-up) and keys."""
+    touched: set[Any] = set()
+    for task in plan.tasks:
+        for prepared in task.items:
+            if prepared.key is not None:
+                touched.add(("key", prepared.key))
+            if prepared.match_value is not None:
+                touched.add(("match", str(prepared.match_value)))
+    return frozenset(touched)
 
 
 def _strip_metadata(record: Mapping[str, Any]) -> dict[str, Any]:

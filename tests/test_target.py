@@ -452,3 +452,72 @@ def test_result_pipeline_writes_in_submission_order() -> None:
     with pytest.raises(RuntimeError, match="unexpected"):
         pipeline.wait_all()
     pipeline.close()  # nothing left: no second raise
+
+
+def test_pipeline_overlaps_batches_of_disjoint_records_and_orders_shared_ones() -> None:
+    """Issue 15: an upsert batch waits only for in-flight batches touching the same records;
+    its look-up then sees what they wrote, and results stay in submission order."""
+    import threading
+
+    from intacct_api.mutate_results import MutateResult
+    from target_intacct.pipeline import ResultPipeline
+
+    written: list[int] = []
+    pipeline = ResultPipeline(lambda s, rs: written.extend(r.index for r in rs), 4)
+    first_gate, started = threading.Event(), threading.Event()
+    order: list[int] = []
+
+    def job(index: int, gate: threading.Event | None = None) -> Any:
+        def run() -> list[MutateResult]:
+            order.append(index)
+            if index == 1:
+                started.set()
+            if gate is not None:
+                gate.wait(10)
+            return [MutateResult(index=index, operation="update", object="o", status="ok")]
+
+        return run
+
+    pipeline.submit("lane", "S", job(0, first_gate), frozenset({("match", "V1")}))
+    # disjoint records: submitted and run while batch 0 is still in flight
+    pipeline.submit("lane", "S", job(1), frozenset({("match", "V2")}))
+    assert started.wait(10), "a batch of other records did not overlap the one in flight"
+    assert order == [0, 1]
+    assert written == []  # batch 1 finished, but results wait for batch 0 (input order)
+    first_gate.set()
+    # the same record as batch 0: runs only after batch 0 is done
+    pipeline.submit("lane", "S", job(2), frozenset({("match", "V1")}))
+    pipeline.wait_all()
+    assert order == [0, 1, 2]
+    assert written == [0, 1, 2]
+    pipeline.close()
+
+
+def test_upserts_of_the_same_record_across_overlapping_batches_apply_in_input_order(
+    emulator: EmulatorServer, config: dict[str, Any], tmp_path: Path
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "name": {"type": "string"}},
+    }
+    lines = [
+        json.dumps({"type": "SCHEMA", "stream": STREAM, "schema": schema, "key_properties": ["id"]})
+    ]
+    expected: dict[str, str] = {}
+    for round_ in range(3):  # every vendor written three times, in three different batches
+        for i in range(30):
+            vendor_id, name = f"OV{i:02d}", f"round {round_} vendor {i}"
+            expected[vendor_id] = name
+            record = {"id": vendor_id, "name": name}
+            lines.append(json.dumps({"type": "RECORD", "stream": STREAM, "record": record}))
+    path = tmp_path / "overlap.singer"
+    path.write_text("\n".join(lines) + "\n")
+    emulator.set_faults(latency_ms=40)
+    done = run_target(config | {"batch_size": 7}, path, tmp_path)
+    emulator.set_faults(latency_ms=0)
+    assert done.returncode == 0, done.stderr
+    results = results_of(config)
+    assert [r["line"] for r in results] == list(range(2, 92))  # input order
+    assert all(r["status"] == "ok" for r in results)
+    stored = {v["id"]: v["name"] for v in stored_vendors(config)}
+    assert stored == expected  # the last write of each vendor won, none was created twice
