@@ -110,6 +110,43 @@ class ConnectionSettings:
         return bool(self.client_id and self.client_secret and self.username)
 
 
+SETTING_HELP: dict[str, str] = {
+    "base_url": (
+        "Intacct REST API base URL. Point it at the emulator "
+        "(http://127.0.0.1:8000/ia/api/v1) for offline work. Plain http:// is refused "
+        "except to loopback."
+    ),
+    "client_id": "Client ID of your Sage developer application (Web Services sender).",
+    "client_secret": "Client secret of your Sage developer application.",
+    "username": (
+        "Client-credentials grant: Web Services user as `user@company`, or "
+        "`user@company|entity` for an entity-level token. Leave empty to use tokens from "
+        "`intacct login` (authorization code with offline_access)."
+    ),
+    "access_token": ("Optional access token seeding the token store (the store's newer one wins)."),
+    "refresh_token": (
+        "Optional refresh token seeding the token store (the store's newer one wins)."
+    ),
+    "token_store": (
+        "Path of the JSON token store shared by tap, target and CLI under one lock "
+        "(default: the user's config dir, e.g. ~/.config/intacct/tokens.json). Created "
+        "0600."
+    ),
+    "entity": ("Entity (location) ID sent as X-IA-API-Param-Entity; empty = top level."),
+    "max_concurrency": ("Requests in flight per process (Intacct enforces concurrency per tier)."),
+    "max_retries": "Attempts per request on 429, 5xx and dropped connections.",
+    "timeout": "Per-request timeout in seconds.",
+    "max_retry_wait": "Longest single wait (seconds) honoured from a Retry-After header.",
+    "spec_path": (
+        "Extra OpenAPI files or folders (newer downloads from Sage's developer portal); "
+        "for the same operationId the later file wins over the embedded spec."
+    ),
+    "user_agent": "User-Agent header sent to Intacct.",
+}
+"""What each shared setting means: the plugins' settings schema and the `intacct` CLI's
+options both read these, so the text exists once."""
+
+
 @cache
 def shared_settings_schema() -> th.PropertiesList:
     """The connection settings as a singer-sdk schema, appended to by the tap and the target.
@@ -124,98 +161,79 @@ def shared_settings_schema() -> th.PropertiesList:
             "base_url",
             th.StringType,
             default=DEFAULT_BASE_URL,
-            description=(
-                "Intacct REST API base URL. Point it at the emulator "
-                "(http://127.0.0.1:8000/ia/api/v1) for offline work. Plain http:// is refused "
-                "except to loopback."
-            ),
+            description=(SETTING_HELP["base_url"]),
         ),
         th.Property(
             "client_id",
             th.StringType,
-            description="Client ID of your Sage developer application (Web Services sender).",
+            description=SETTING_HELP["client_id"],
         ),
         th.Property(
             "client_secret",
             th.StringType,
             secret=True,
-            description="Client secret of your Sage developer application.",
+            description=SETTING_HELP["client_secret"],
         ),
         th.Property(
             "username",
             th.StringType,
-            description=(
-                "Client-credentials grant: Web Services user as `user@company`, or "
-                "`user@company|entity` for an entity-level token. Leave empty to use tokens from "
-                "`intacct login` (authorization code with offline_access)."
-            ),
+            description=(SETTING_HELP["username"]),
         ),
         th.Property(
             "access_token",
             th.StringType,
             secret=True,
-            description=(
-                "Optional access token seeding the token store (the store's newer one wins)."
-            ),
+            description=(SETTING_HELP["access_token"]),
         ),
         th.Property(
             "refresh_token",
             th.StringType,
             secret=True,
-            description=(
-                "Optional refresh token seeding the token store (the store's newer one wins)."
-            ),
+            description=(SETTING_HELP["refresh_token"]),
         ),
         th.Property(
             "token_store",
             th.StringType,
-            description=(
-                "Path of the JSON token store shared by tap, target and CLI under one lock "
-                "(default: the user's config dir, e.g. ~/.config/intacct/tokens.json). "
-                "Created 0600."
-            ),
+            description=(SETTING_HELP["token_store"]),
         ),
         th.Property(
             "entity",
             th.StringType,
-            description="Entity (location) ID sent as X-IA-API-Param-Entity; empty = top level.",
+            description=SETTING_HELP["entity"],
         ),
         th.Property(
             "max_concurrency",
             th.IntegerType,
             default=DEFAULT_MAX_CONCURRENCY,
-            description="Requests in flight per process (Intacct enforces concurrency per tier).",
+            description=SETTING_HELP["max_concurrency"],
         ),
         th.Property(
             "max_retries",
             th.IntegerType,
             default=DEFAULT_MAX_RETRIES,
-            description="Attempts per request on 429, 5xx and dropped connections.",
+            description=SETTING_HELP["max_retries"],
         ),
         th.Property(
             "timeout",
             th.NumberType,
             default=DEFAULT_TIMEOUT,
-            description="Per-request timeout in seconds.",
+            description=SETTING_HELP["timeout"],
         ),
         th.Property(
             "max_retry_wait",
             th.NumberType,
             default=300.0,
-            description="Longest single wait (seconds) honoured from a Retry-After header.",
+            description=SETTING_HELP["max_retry_wait"],
         ),
         th.Property(
             "spec_path",
             th.ArrayType(th.StringType),
-            description=(
-                "Extra OpenAPI files or folders (newer downloads from Sage's developer portal); "
-                "for the same operationId the later file wins over the embedded spec."
-            ),
+            description=(SETTING_HELP["spec_path"]),
         ),
         th.Property(
             "user_agent",
             th.StringType,
-            description="User-Agent header sent to Intacct.",
+            description=SETTING_HELP["user_agent"],
         ),
     )
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from intacct_api.errors import IntacctError
-from intacct_api.settings import ConnectionSettings
+from intacct_api.settings import SETTING_HELP, ConnectionSettings
 
 if TYPE_CHECKING:
     from intacct_api.client import IntacctClient
@@ -118,24 +118,31 @@ def global_options(
         ),
     ] = None,
     base_url: Annotated[
-        str | None, typer.Option(envvar="INTACCT_BASE_URL", help="API base URL.")
+        str | None, typer.Option(envvar="INTACCT_BASE_URL", help=SETTING_HELP["base_url"])
     ] = None,
-    client_id: Annotated[str | None, typer.Option(envvar="INTACCT_CLIENT_ID")] = None,
+    client_id: Annotated[
+        str | None, typer.Option(envvar="INTACCT_CLIENT_ID", help=SETTING_HELP["client_id"])
+    ] = None,
     client_secret: Annotated[
         str | None,
-        typer.Option(envvar="INTACCT_CLIENT_SECRET", help="Prefer the environment variable."),
+        typer.Option(
+            envvar="INTACCT_CLIENT_SECRET",
+            help=SETTING_HELP["client_secret"] + " Prefer the environment variable.",
+        ),
     ] = None,
     username: Annotated[
         str | None,
-        typer.Option(envvar="INTACCT_USERNAME", help="user@company for client credentials."),
+        typer.Option(envvar="INTACCT_USERNAME", help=SETTING_HELP["username"]),
     ] = None,
-    token_store: Annotated[str | None, typer.Option(envvar="INTACCT_TOKEN_STORE")] = None,
+    token_store: Annotated[
+        str | None, typer.Option(envvar="INTACCT_TOKEN_STORE", help=SETTING_HELP["token_store"])
+    ] = None,
     entity: Annotated[
-        str | None, typer.Option(envvar="INTACCT_ENTITY", help="Entity ID header.")
+        str | None, typer.Option(envvar="INTACCT_ENTITY", help=SETTING_HELP["entity"])
     ] = None,
     spec_path: Annotated[
         list[str] | None,
-        typer.Option(envvar="INTACCT_SPEC_PATH", help="Extra OpenAPI file or folder."),
+        typer.Option(envvar="INTACCT_SPEC_PATH", help=SETTING_HELP["spec_path"]),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG.")] = False,
 ) -> None:
