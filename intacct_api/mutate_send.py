@@ -15,6 +15,7 @@ handled here because only the sender can act on them:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -122,8 +123,17 @@ class RequestSender:
         the request in the journal. ``budget`` bounds the bisection of a rejected batch.
         """
         target = path_info or info
+        again = functools.partial(
+            self.send, info, operation, entity, object_name=object_name, path_info=path_info
+        )
         if len(items) > self.batch_size_for(target.name):  # planned before a too-large 429
-            return self._in_parts(info, operation, entity, items, object_name, path_info, budget)
+            out: Outcomes = {}
+            remaining = items
+            while remaining:
+                size = self.batch_size_for(target.name)
+                part, remaining = remaining[:size], remaining[size:]
+                out.update(again(part, budget=budget))
+            return out
         echo = [p.body if operation != "delete" else {"key": p.key} for p in items]
         try:
             method, path, body = self._request_for(target, operation, items)
@@ -155,15 +165,7 @@ class RequestSender:
         if too_large and len(items) > 1:  # nothing was written: send it again, smaller
             self._settle(key)
             self._shrink(target.name, len(items))
-            return self.send(
-                info,
-                operation,
-                entity,
-                items,
-                object_name=object_name,
-                path_info=path_info,
-                budget=budget,
-            )
+            return again(items, budget=budget)
         if rejected_whole and len(items) > 1 and not self.atomic:
             budget = budget if budget is not None else [MAX_ISOLATION_REQUESTS]
             if budget[0] >= 2:
@@ -177,20 +179,10 @@ class RequestSender:
                     outcomes[0].error,
                 )
                 half = len(items) // 2
-                halves: Outcomes = {}
-                for part in (items[:half], items[half:]):
-                    halves.update(
-                        self.send(
-                            info,
-                            operation,
-                            entity,
-                            part,
-                            object_name=object_name,
-                            path_info=path_info,
-                            budget=budget,
-                        )
-                    )
-                return halves
+                return {
+                    **again(items[:half], budget=budget),
+                    **again(items[half:], budget=budget),
+                }
         if self.atomic and not all(o.ok for o in outcomes):
             outcomes = roll_back(outcomes, items)
         for outcome in outcomes:
@@ -199,36 +191,6 @@ class RequestSender:
             p.pos: ItemResult(operation, o, e)
             for p, o, e in zip(items, outcomes, echo, strict=True)
         }
-
-    def _in_parts(
-        self,
-        info: ObjectInfo,
-        operation: str,
-        entity: str | None,
-        items: list[PreparedItem],
-        object_name: str | None,
-        path_info: ObjectInfo | None,
-        budget: list[int] | None,
-    ) -> Outcomes:
-        """Send ``items`` in requests of the object's current size limit."""
-        target = path_info or info
-        out: Outcomes = {}
-        remaining = items
-        while remaining:
-            size = self.batch_size_for(target.name)
-            part, remaining = remaining[:size], remaining[size:]
-            out.update(
-                self.send(
-                    info,
-                    operation,
-                    entity,
-                    part,
-                    object_name=object_name,
-                    path_info=path_info,
-                    budget=budget,
-                )
-            )
-        return out
 
     def _request(
         self,
