@@ -91,7 +91,7 @@ def sync(
         store = StateStore(fleet.state_url())
         store.ensure_schema()
         result = run_partition(
-            fleet, found, group, store, run_id=context.run_id, attempt=context.retry_number + 1
+            fleet, found, group, store, run_id=context.run.run_id, attempt=context.retry_number + 1
         )
     except PartitionFailedError as failed:
         raise Failure(str(failed), allow_retries=failed.retryable) from None
@@ -235,7 +235,7 @@ def load_op(fleet: Fleet, company: Company) -> OpDefinition:
             store = StateStore(fleet.state_url())
             store.ensure_schema()
             result = run_load(
-                fleet, company, store, run_id=context.run_id, attempt=context.retry_number + 1
+                fleet, company, store, run_id=context.run.run_id, attempt=context.retry_number + 1
             )
         except PartitionFailedError as failed:
             raise Failure(str(failed), allow_retries=failed.retryable) from None

@@ -221,10 +221,11 @@ def _pipe(
             assert target.stdout is not None
             tap.stdout.close()  # the target holds the only reader now
             deadline = time.monotonic() + timeout
-            for line in target.stdout:
-                _checkpoint(line, store, sid, result)
-                if time.monotonic() > deadline:
-                    break
+            with target.stdout:
+                for line in target.stdout:
+                    _checkpoint(line, store, sid, result)
+                    if time.monotonic() > deadline:
+                        break
             try:
                 target_code = target.wait(timeout=max(1.0, deadline - time.monotonic()))
                 tap_code = tap.wait(timeout=60)

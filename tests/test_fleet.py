@@ -15,6 +15,7 @@ state the first left in PostgreSQL and picks up a change made in between.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -310,3 +311,47 @@ def test_fleet_on_dagster_exact_despite_a_killed_worker_and_one_bad_secret(
             row["name"] for row in truth(emulator, "hooli", "accounts-payable/vendor", ["name"])
         }
         assert not any(" vendor " in n for n in untouched)
+
+
+@pytest.mark.slow
+def test_a_group_asset_materializes_one_company_partition(tmp_path: Path, postgres: str) -> None:
+    """The partitioned-asset view: ``intacct/ledger`` for partition ``acme``, in process."""
+    from dagster import AssetKey, DagsterInstance, materialize
+
+    from intacct_dagster.definitions import PARTITIONS, build_definitions
+    from intacct_dagster.fleet import load_fleet
+
+    companies_file = tmp_path / "companies.json"
+    companies_file.write_text(json.dumps({"companies": [company_entry("acme", 0)]}))
+    with psycopg.connect(postgres, autocommit=True) as con:
+        con.execute("create schema if not exists asset_acme")
+    with EmulatorProcess(["--companies", str(companies_file)]) as emulator:
+        fleet_file = write_fleet(tmp_path, emulator.base_url)
+        fleet = load_fleet(fleet_file)
+        env = fleet_env(postgres)
+        keys = ("FLEET_STATE_URL", "FLEET_WAREHOUSE_URL", "SECRET_ACME")
+        mp = pytest.MonkeyPatch()
+        with mp.context() as patch:
+            for key in keys:
+                patch.setenv(key, env[key])
+            # its own warehouse schema, so it cannot meet the fleet test's tables
+            config = fleet.target.config | {"default_target_schema": "asset_acme"}
+            target = dataclasses.replace(fleet.target, config=config, schema_per_company=False)
+            fleet = dataclasses.replace(fleet, target=target)
+            defs = build_definitions(fleet)
+            asset = defs.resolve_assets_def(AssetKey(["intacct", "ledger"]))
+            with DagsterInstance.ephemeral() as instance:
+                instance.add_dynamic_partitions(PARTITIONS.name or "", ["acme"])
+                result = materialize([asset], partition_key="acme", instance=instance)
+        assert result.success
+        (materialization,) = result.asset_materializations_for_node(asset.op.name)
+        assert materialization.partition == "acme"
+        metadata = {k: v.value for k, v in materialization.metadata.items()}
+        assert metadata["company"] == "acme"
+        assert metadata["records"] == len(
+            truth(emulator, "acme", "general-ledger/journal-entry-line", ["key"])
+        )
+        assert metadata["api_calls"] >= 1
+    with psycopg.connect(postgres, autocommit=True) as con:
+        count = con.execute('select count(*) from asset_acme."general_ledger__journal_entry_line"')
+        assert count.fetchone() == (metadata["records"],)
