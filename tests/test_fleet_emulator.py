@@ -227,3 +227,17 @@ def test_dagster_definitions_from_a_fleet() -> None:
         assert graph.get(key).partitions_def == PARTITIONS
     schedules = [s.name for s in defs.schedules or []]
     assert schedules == ["intacct_acme_schedule"], "only acme has a schedule"
+
+
+def test_the_example_fleet_file_builds_its_definitions() -> None:
+    from intacct_dagster.definitions import FLEET_JOB, LOAD_JOB, build_definitions
+    from intacct_dagster.fleet import load_fleet
+
+    fleet = load_fleet(Path(__file__).resolve().parent.parent / "fleet" / "fleet.example.yml")
+    globex = fleet.company("globex")
+    assert globex.per_group_concurrency == 6, "tier 20 over 3 groups at once"
+    defs = build_definitions(fleet)
+    sync_ops = defs.resolve_job_def(FLEET_JOB).graph.node_dict
+    assert len(sync_ops) == 3 + 2, "acme: every group; globex: masters and ledger"
+    assert set(defs.resolve_job_def(LOAD_JOB).graph.node_dict) == {"load__acme", "load__globex"}
+    assert len(list(defs.schedules or [])) == 2
