@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +23,15 @@ from intacct_api.settings import ConnectionSettings
 from intacct_api.spec import default_registry
 from intacct_emulator.testing import EmulatorServer
 from target_intacct.target import TargetIntacct
+from tests.support.target_runs import (
+    TARGET,
+    emulator_config,
+    query_all,
+    results_of,
+    run_target,
+)
 
 DATA = Path(__file__).parent / "data"
-TARGET = str(Path(sys.executable).with_name("target-intacct"))
 VENDOR = "accounts-payable/vendor"
 STREAM = "accounts_payable__vendor"
 
@@ -39,43 +44,11 @@ def emulator() -> Iterator[EmulatorServer]:
 
 @pytest.fixture
 def config(emulator: EmulatorServer, tmp_path: Path) -> dict[str, Any]:
-    emulator.reset()
-    return {
-        "base_url": emulator.base_url,
-        "client_id": "demo-client",
-        "client_secret": "demo-secret",
-        "username": "admin@DEMO",
-        "token_store": str(tmp_path / "tokens.json"),
-        "results_path": str(tmp_path / "results.jsonl"),
-    }
-
-
-def run_target(
-    config: dict[str, Any], input_path: Path, tmp_path: Path
-) -> subprocess.CompletedProcess[str]:
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    return subprocess.run(
-        [TARGET, "--config", str(config_path), "--input", str(input_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=tmp_path,
-    )
-
-
-def results_of(config: dict[str, Any]) -> list[dict[str, Any]]:
-    lines = Path(config["results_path"]).read_text().splitlines()
-    return [json.loads(line) for line in lines]
+    return emulator_config(emulator, tmp_path)
 
 
 def stored_vendors(config: dict[str, Any]) -> list[dict[str, Any]]:
-    settings = ConnectionSettings.from_config(config)
-    with IntacctClient(settings) as client:
-        body = {"object": VENDOR, "fields": ["key", "id", "name"], "size": 4000}
-        rows: list[dict[str, Any]] = client.query(body).json()["ia::result"]
-        return rows
+    return query_all(config, VENDOR, ["key", "id", "name"])
 
 
 def test_load_writes_results_summary_and_state(config: dict[str, Any], tmp_path: Path) -> None:

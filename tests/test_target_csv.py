@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,10 @@ import pytest
 from intacct_api.client import IntacctClient
 from intacct_api.settings import ConnectionSettings
 from intacct_emulator.testing import EmulatorServer
+from tests.support.target_runs import emulator_config, run_target
 
 ROOT = Path(__file__).resolve().parents[1]
 TAP_CSV = ROOT / ".venv-tap-csv" / "bin" / "tap-csv-folder"
-TARGET = str(Path(sys.executable).with_name("target-intacct"))
 VENDOR = "accounts-payable/vendor"
 
 CSV = """id,name,status,creditLimit,isOnHold,paymentPriority
@@ -50,17 +49,7 @@ def emulator() -> Iterator[EmulatorServer]:
 
 @pytest.fixture
 def config(emulator: EmulatorServer, tmp_path: Path) -> dict[str, Any]:
-    emulator.reset()
-    return {
-        "base_url": emulator.base_url,
-        "client_id": "demo-client",
-        "client_secret": "demo-secret",
-        "username": "admin@DEMO",
-        "token_store": str(tmp_path / "tokens.json"),
-        "results_path": str(tmp_path / "results.jsonl"),
-        "operation": "create",
-        "on_error": "continue",
-    }
+    return emulator_config(emulator, tmp_path, operation="create", on_error="continue")
 
 
 def tap_output(tmp_path: Path) -> bytes:
@@ -78,22 +67,6 @@ def tap_output(tmp_path: Path) -> bytes:
     return done.stdout
 
 
-def load(
-    config: dict[str, Any], messages: bytes, tmp_path: Path
-) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    return subprocess.run(
-        [TARGET, "--config", str(path)],
-        input=messages.decode(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=tmp_path,
-    )
-
-
 def results_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rows = [json.loads(line) for line in Path(config["results_path"]).read_text().splitlines()]
     return {row["request"]["id"]: row for row in rows}
@@ -102,7 +75,7 @@ def results_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_csv_rows_are_read_by_intacct_field_types_and_bad_rows_are_named(
     config: dict[str, Any], tmp_path: Path
 ) -> None:
-    done = load(config, tap_output(tmp_path), tmp_path)
+    done = run_target(config, None, tmp_path, text=tap_output(tmp_path).decode())
     assert done.returncode == 0, done.stderr
     results = results_of(config)
     assert {i for i, r in results.items() if r["status"] == "ok"} == VALID
@@ -137,11 +110,11 @@ def test_dry_run_judges_every_row_as_intacct_does(
 ) -> None:
     """The same rows with and without dry run: the same verdict for every row, no writes."""
     messages = tap_output(tmp_path)
-    dry = load(config | {"dry_run": True}, messages, tmp_path)
+    dry = run_target(config | {"dry_run": True}, None, tmp_path, text=messages.decode())
     assert dry.returncode == 0, dry.stderr
     verdict_dry = {i: r["status"] for i, r in results_of(config).items()}
     assert emulator.requests() == {}
-    real = load(config, messages, tmp_path)
+    real = run_target(config, None, tmp_path, text=messages.decode())
     assert real.returncode == 0, real.stderr
     verdict_real = {i: r["status"] for i, r in results_of(config).items()}
     ok_dry = {i for i, s in verdict_dry.items() if s == "ok"}

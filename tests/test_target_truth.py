@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +20,16 @@ from typing import Any
 
 import pytest
 
-from intacct_api.client import IntacctClient
-from intacct_api.settings import ConnectionSettings
 from intacct_emulator.testing import EmulatorServer
 from target_intacct.target import TargetIntacct
+from tests.support.target_runs import (
+    TARGET,
+    emulator_config,
+    query_all,
+    results_of,
+    run_target,
+)
 
-TARGET = str(Path(sys.executable).with_name("target-intacct"))
 VENDOR = "accounts-payable/vendor"
 BILL = "accounts-payable/bill"
 VENDORS = "accounts_payable__vendor"
@@ -61,15 +64,7 @@ def emulator() -> Iterator[EmulatorServer]:
 
 @pytest.fixture
 def config(emulator: EmulatorServer, tmp_path: Path) -> dict[str, Any]:
-    emulator.reset()
-    return {
-        "base_url": emulator.base_url,
-        "client_id": "demo-client",
-        "client_secret": "demo-secret",
-        "username": "admin@DEMO",
-        "token_store": str(tmp_path / "tokens.json"),
-        "results_path": str(tmp_path / "results.jsonl"),
-    }
+    return emulator_config(emulator, tmp_path)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -92,34 +87,6 @@ def state_line(value: Any) -> str:
 def write_input(path: Path, lines: list[str]) -> Path:
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def run_target(
-    config: dict[str, Any], input_path: Path, tmp_path: Path
-) -> subprocess.CompletedProcess[str]:
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    return subprocess.run(
-        [TARGET, "--config", str(config_path), "--input", str(input_path)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        cwd=tmp_path,
-    )
-
-
-def results_of(config: dict[str, Any]) -> list[dict[str, Any]]:
-    lines = Path(config["results_path"]).read_text().splitlines()
-    return [json.loads(line) for line in lines]
-
-
-def query_all(config: dict[str, Any], object_name: str, fields: list[str]) -> list[dict[str, Any]]:
-    settings = ConnectionSettings.from_config(config)
-    with IntacctClient(settings) as client:
-        body = {"object": object_name, "fields": fields, "size": 4000, "orderBy": [{"key": "asc"}]}
-        rows: list[dict[str, Any]] = client.query(body).json()["ia::result"]
-        return rows
 
 
 def writes(emulator: EmulatorServer, request: str) -> int:
