@@ -23,7 +23,12 @@ import pytest
 from intacct_emulator.testing import EmulatorServer
 from target_intacct.target import TargetIntacct
 from tests.support.target_runs import (
+    BILL_SCHEMA,
+    BILLS,
     TARGET,
+    VENDOR_SCHEMA,
+    VENDORS,
+    bill,
     emulator_config,
     query_all,
     results_of,
@@ -32,27 +37,6 @@ from tests.support.target_runs import (
 
 VENDOR = "accounts-payable/vendor"
 BILL = "accounts-payable/bill"
-VENDORS = "accounts_payable__vendor"
-BILLS = "accounts_payable__bill"
-VENDOR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "name": {"type": ["string", "null"]},
-        "status": {"type": ["string", "null"]},
-        "creditLimit": {"type": ["number", "null"]},
-    },
-}
-BILL_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "billNumber": {"type": "string"},
-        "vendor": {"type": "object", "properties": {"id": {"type": "string"}}},
-        "createdDate": {"type": "string", "format": "date"},
-        "dueDate": {"type": "string", "format": "date"},
-        "currency": {"type": "object", "properties": {"txnCurrency": {"type": "string"}}},
-    },
-}
 DAY = 24 * 3600
 
 
@@ -91,16 +75,6 @@ def write_input(path: Path, lines: list[str]) -> Path:
 
 def writes(emulator: EmulatorServer, request: str) -> int:
     return emulator.requests().get(request, 0)
-
-
-def bill(number: str) -> dict[str, Any]:
-    return {
-        "billNumber": number,
-        "vendor": {"id": "V-00001"},
-        "createdDate": "2026-01-05",
-        "dueDate": "2026-02-04",
-        "currency": {"txnCurrency": "USD"},
-    }
 
 
 def vendor_input(tmp_path: Path, name: str, records: list[dict[str, Any]]) -> Path:

@@ -28,29 +28,9 @@ from reliability.harness import (
     target_config,
     write_config,
 )
+from tests.support.target_runs import BILL_SCHEMA, BILLS, VENDOR_SCHEMA, VENDORS, bill
 
 BILL = "accounts-payable/bill"
-VENDORS = "accounts_payable__vendor"
-BILLS = "accounts_payable__bill"
-VENDOR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "name": {"type": ["string", "null"]},
-        "status": {"type": ["string", "null"]},
-        "creditLimit": {"type": ["number", "null"]},
-    },
-}
-BILL_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "billNumber": {"type": "string"},
-        "vendor": {"type": "object", "properties": {"id": {"type": "string"}}},
-        "createdDate": {"type": "string", "format": "date"},
-        "dueDate": {"type": "string", "format": "date"},
-        "currency": {"type": "object", "properties": {"txnCurrency": {"type": "string"}}},
-    },
-}
 
 
 def default_retries(emulator: Any, tmp_path: Path, **extra: Any) -> dict[str, Any]:
@@ -77,16 +57,6 @@ def singer(stream: str, schema: dict[str, Any], keys: list[str], records: list[A
 
 def results_of(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def bill(number: str, vendor_id: str) -> dict[str, Any]:
-    return {
-        "billNumber": number,
-        "vendor": {"id": vendor_id},
-        "createdDate": "2026-01-05",
-        "dueDate": "2026-02-04",
-        "currency": {"txnCurrency": "USD"},
-    }
 
 
 def a_vendor_id(emulator: Any) -> str:

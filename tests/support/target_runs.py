@@ -14,6 +14,40 @@ from intacct_api.settings import ConnectionSettings
 from intacct_emulator.testing import EmulatorServer
 
 TARGET = str(Path(sys.executable).with_name("target-intacct"))
+VENDORS = "accounts_payable__vendor"
+BILLS = "accounts_payable__bill"
+VENDOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": ["string", "null"]},
+        "status": {"type": ["string", "null"]},
+        "creditLimit": {"type": ["number", "null"]},
+    },
+}
+"""A vendor stream as a spreadsheet or another system would send it."""
+BILL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "billNumber": {"type": "string"},
+        "vendor": {"type": "object", "properties": {"id": {"type": "string"}}},
+        "createdDate": {"type": "string", "format": "date"},
+        "dueDate": {"type": "string", "format": "date"},
+        "currency": {"type": "object", "properties": {"txnCurrency": {"type": "string"}}},
+    },
+}
+"""An AP bill stream: bills have no natural key, so identical ones are separate bills."""
+
+
+def bill(number: str, vendor_id: str = "V-00001") -> dict[str, Any]:
+    """A minimal valid AP bill of ``vendor_id``."""
+    return {
+        "billNumber": number,
+        "vendor": {"id": vendor_id},
+        "createdDate": "2026-01-05",
+        "dueDate": "2026-02-04",
+        "currency": {"txnCurrency": "USD"},
+    }
 
 
 def emulator_config(emulator: EmulatorServer, tmp_path: Path, **extra: Any) -> dict[str, Any]:
