@@ -228,6 +228,25 @@ class Emulator:
         resp = self._http.post(self.root_url + CONTROL_PREFIX + "/reset", json=parts)
         resp.raise_for_status()
 
+    def set_faults(self, **knobs: Any) -> None:
+        """`POST /_emulator/faults` with the named knobs (the others keep their values), e.g.
+        ``set_faults(latency_ms=250)``; ``set_faults(latency_ms=0)`` switches it off again.
+        """
+        resp = self._http.post(self.root_url + CONTROL_PREFIX + "/faults", json=knobs)
+        resp.raise_for_status()
+
+    @contextlib.contextmanager
+    def latency(self, ms: float) -> Iterator[None]:
+        """Every API request answered ``ms`` later while the block runs (nothing if 0)."""
+        if not ms:
+            yield
+            return
+        self.set_faults(latency_ms=ms)
+        try:
+            yield
+        finally:
+            self.set_faults(latency_ms=0)
+
     def reset_stats(self) -> None:
         """Zero the request counters only (call counts are taken as deltas anyway)."""
         self.reset(faults=False, data=False, tokens=False, idempotency=False)
