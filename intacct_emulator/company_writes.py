@@ -401,8 +401,13 @@ class CompanyWrites(CompanyData):
         is ``active`` unless told otherwise) and the names of referenced records (an invoice's
         ``customer.name``), so a read after a write looks like Intacct's."""
         props = schema_tools.properties(self.schema(info))
+        # a line's members that its owner also has (``state``) follow the owner: not defaulted
+        inherited: frozenset[str] = frozenset()
+        if info.owner is not None and info.owner in self.registry.objects:
+            owner_schema = self.schema(self.registry.objects[info.owner])
+            inherited = frozenset(schema_tools.properties(owner_schema))
         for name, sub in props.items():
-            if name in record or not isinstance(sub, Mapping):
+            if name in record or name in inherited or not isinstance(sub, Mapping):
                 continue
             default = sub.get("default")
             if default is not None:
