@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 import msgspec
+from singer_sdk import about
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.contrib.msgspec import decoder as msgspec_decoder
 from singer_sdk.exceptions import (
@@ -77,6 +78,7 @@ SDK_OVERRIDES: tuple[tuple[type, str, str | None], ...] = (
     (Target, "_write_state_message", "(self, state)"),
     (Target, "_drain_all", "(self, sink_list, parallelism)"),
     (Target, "max_parallelism", None),
+    (Target, "_get_about_info", "()"),
     (Sink, "_add_sdc_metadata_to_record", "(self, record, message, context)"),
     (Sink, "_parse_timestamps_in_record", "(self, record, schema, treatment)"),
     (Sink, "include_sdc_metadata_properties", None),
@@ -231,6 +233,15 @@ class TargetOverrides(Target):
     @max_parallelism.setter
     def max_parallelism(self, new_value: int) -> None:
         Target.max_parallelism.fset(self, new_value)  # type: ignore[attr-defined]
+
+    @classmethod
+    def _get_about_info(cls) -> about.AboutInfo:
+        """The SDK's, with the description on one line (a multi-line docstring would indent
+        the markdown ``# target-intacct`` heading into a code block)."""
+        info = super()._get_about_info()
+        if not STOCK_SDK:
+            info.description = " ".join((cls.__doc__ or "").split())
+        return info
 
     def _process_record_message(self, message_dict: dict) -> None:
         if STOCK_SDK:

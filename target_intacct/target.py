@@ -63,6 +63,9 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
     """Load records into Sage Intacct (create, update, upsert, delete) via the REST API."""
 
     name = "target-intacct"
+    package_name = "intacct-singer"
+    """The distribution (the plugin's name is not a package): the SDK reads ``--about``'s and
+    the log's plugin version from it."""
     message_reader_class = TolerantMsgSpecReader
     default_sink_class = UnknownStreamSink
 
@@ -111,6 +114,9 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
             match_on=options.match_on,
             max_workers=1,  # the result pipeline is the one pool (see max_parallelism)
             max_string_length=options.max_string_length,
+            write_mode=options.write_mode,
+            bulk_threshold=options.bulk_threshold,
+            bulk_poll_timeout=options.bulk_poll_timeout_seconds,
         )
 
     @cached_property
