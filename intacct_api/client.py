@@ -382,8 +382,13 @@ class IntacctClient:
         transaction: bool = False,
         operation: str | None = None,
         expected: tuple[int, ...] = (200, 201, 204, 207),
+        form: Mapping[str, str] | None = None,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
     ) -> ApiResponse:
         """Send one API request with retries; return the answer or raise.
+
+        ``form``/``files`` send a multipart/form-data body instead of JSON (the bulk service:
+        ``intacct_api.bulk``); everything else (auth, retries, error parsing) is the same.
 
         Retries: 429/503 wait as the server asks; 500/502/504 and lost connections back off.
         A lost response (or 5xx) is re-sent only when that cannot duplicate a write: idempotent
@@ -441,7 +446,13 @@ class IntacctClient:
             try:
                 with self._semaphore:
                     response = self._http.request(
-                        method, url, params=params, content=content, headers=request_headers
+                        method,
+                        url,
+                        params=params,
+                        content=content,
+                        data=form,
+                        files=files,
+                        headers=request_headers,
                     )
                     body = response.read()
             except httpx.TransportError as exc:

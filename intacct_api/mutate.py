@@ -39,8 +39,10 @@ if TYPE_CHECKING:
     from intacct_api.spec import ObjectInfo, SpecRegistry
 
 __all__ = [
+    "DEFAULT_BULK_THRESHOLD",
     "MAX_BATCH_SIZE",
     "OPERATIONS",
+    "WRITE_MODES",
     "MutateEngine",
     "MutateItem",
     "MutatePlan",
@@ -50,6 +52,10 @@ __all__ = [
 
 MAX_BATCH_SIZE = 500
 """Intacct's limit of records per multi-record request."""
+WRITE_MODES = ("batch", "bulk", "auto")
+"""How records are sent: 500-record batches, bulk jobs, or bulk above ``bulk_threshold``."""
+DEFAULT_BULK_THRESHOLD = 10_000
+"""``auto``: records per stream and object above which bulk jobs replace batches."""
 
 
 class MutateEngine:
@@ -73,6 +79,9 @@ class MutateEngine:
         max_workers: int | None = None,
         max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
         keys: KeySource | None = None,
+        write_mode: str = "batch",
+        bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+        bulk_poll_timeout: float = 3600.0,
     ) -> None:
         if client is None and not dry_run:
             raise ValueError("a client is required unless dry_run is set")
@@ -86,6 +95,13 @@ class MutateEngine:
         concurrency = client.settings.max_concurrency if client is not None else 1
         self.max_workers = max(1, int(max_workers or concurrency or 1))
         self.keys: KeySource = keys or FreshKeys()
+        if write_mode not in WRITE_MODES:
+            raise ValueError(f"write_mode must be one of {WRITE_MODES}, not {write_mode!r}")
+        self.write_mode = write_mode
+        """``batch``, ``bulk`` or ``auto``: how a caller that accumulates records (the target)
+        sends them; :meth:`run_bulk` is the bulk path (``intacct_api.bulk``)."""
+        self.bulk_threshold = max(1, int(bulk_threshold))
+        self.bulk_poll_timeout = float(bulk_poll_timeout)
         self.planner = Planner(
             registry,
             dry_run=dry_run,
@@ -199,7 +215,7 @@ class MutateEngine:
                         task.kind.operation, ItemOutcome(ok=True), None
                     )
         elif plan.tasks:
-            run: Callable[[Task], Outcomes] = lambda task: self._run_task(plan, task)  # noqa: E731
+            run: Callable[[Task], Outcomes] = lambda task: self.run_task(plan, task)  # noqa: E731
             if len(plan.tasks) == 1 or self.max_workers == 1:
                 for task in plan.tasks:
                     outcomes.update(run(task))
@@ -210,9 +226,18 @@ class MutateEngine:
                 ) as pool:
                     for found in pool.map(run, plan.tasks):
                         outcomes.update(found)
-        return self._results(plan, outcomes)
+        return self.results_for(plan, outcomes)
 
-    def _run_task(self, plan: MutatePlan, task: Task) -> Outcomes:
+    def run_bulk(self, plans: Sequence[MutatePlan]) -> list[MutateResult]:
+        """Send planned records by bulk jobs instead of batches (``intacct_api.bulk``): one
+        result per item of every plan, plans in order, the same result shape as
+        :meth:`run_plan`."""
+        from intacct_api.bulk import BulkWriter  # the bulk path imports this module's parts
+
+        return BulkWriter(self, poll_timeout=self.bulk_poll_timeout).run(plans)
+
+    def run_task(self, plan: MutatePlan, task: Task) -> Outcomes:
+        """Send one task of a plan by batch requests (also the bulk path's owned lines)."""
         sender = self.sender
         assert sender is not None
         if task.kind is TaskKind.UPSERT:
@@ -221,7 +246,8 @@ class MutateEngine:
             return run_lines(sender, self.registry, plan.info, task)
         return sender.send(plan.info, task.kind.operation, task.entity, task.items)
 
-    def _results(self, plan: MutatePlan, outcomes: Outcomes) -> list[MutateResult]:
+    def results_for(self, plan: MutatePlan, outcomes: Outcomes) -> list[MutateResult]:
+        """The plan's results in input order from the outcomes of its sent records."""
         results = plan.results
         for task in plan.tasks:
             for prepared in task.items:

@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from intacct_api.spec import default_registry
 from intacct_emulator.api_routes import ApiRoutes
+from intacct_emulator.bulk_service import BulkService
 from intacct_emulator.company import Company
 from intacct_emulator.config import EmulatorConfig
 from intacct_emulator.control import ControlRoutes
@@ -93,10 +94,12 @@ def create_app(config: EmulatorConfig) -> Starlette:
                 company.close()
 
     reports = ReportsService(company)  # GL balance reports (issue 16), computed from lines
+    bulk = BulkService(state)  # bulk jobs (issue 16): multipart create, polled status
     app = Starlette(
         routes=[
             *OAuthRoutes(oauth).routes(),
             *reports.routes(),
+            *bulk.routes(),
             *ApiRoutes(state).routes(),
             *ControlRoutes(state).routes(),
         ],
@@ -108,6 +111,7 @@ def create_app(config: EmulatorConfig) -> Starlette:
     )
     app.state.emulator = state
     app.state.reports = reports
+    app.state.bulk = bulk
     return app
 
 

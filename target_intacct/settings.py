@@ -12,7 +12,7 @@ from typing import Any
 
 from singer_sdk import typing as th
 
-from intacct_api.mutate import MAX_BATCH_SIZE, OPERATIONS
+from intacct_api.mutate import DEFAULT_BULK_THRESHOLD, MAX_BATCH_SIZE, OPERATIONS, WRITE_MODES
 from intacct_api.mutate_validation import DEFAULT_MAX_STRING_LENGTH
 from intacct_api.settings import SHARED_SETTINGS
 
@@ -67,6 +67,34 @@ TARGET_SETTINGS: dict[str, Any] = th.PropertiesList(
         th.IntegerType,
         default=MAX_BATCH_SIZE,
         description="Records per write request (Intacct's limit, 500, is also the cap).",
+    ),
+    th.Property(
+        "write_mode",
+        th.StringType,
+        default="auto",
+        allowed_values=list(WRITE_MODES),
+        description=(
+            "`batch`: requests of `batch_size` records. `bulk`: Intacct's bulk jobs (one "
+            "multipart upload per operation and up to 100,000 records, polled until done; "
+            "the same per-record results; results and STATE wait for the job). `auto`: batches "
+            "for a stream's first `bulk_threshold` records, bulk jobs for the rest of a "
+            "stream that has more (a smaller load is exactly `batch`)."
+        ),
+    ),
+    th.Property(
+        "bulk_threshold",
+        th.IntegerType,
+        default=DEFAULT_BULK_THRESHOLD,
+        description="`write_mode: auto`: records of a stream after which bulk jobs are used.",
+    ),
+    th.Property(
+        "bulk_poll_timeout_seconds",
+        th.NumberType,
+        default=3600,
+        description=(
+            "How long to follow one bulk job; a job still running then leaves its records "
+            "`unknown` (a rerun with upsert settles them by look-up, without duplicates)."
+        ),
     ),
     th.Property(
         "atomic",
@@ -145,6 +173,9 @@ class TargetOptions:
     journal_path: str | None
     max_string_length: int
     entity: str | None
+    write_mode: str
+    bulk_threshold: int
+    bulk_poll_timeout_seconds: float
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> TargetOptions:
@@ -166,4 +197,7 @@ class TargetOptions:
             journal_path=config.get("journal_path") or None,
             max_string_length=int(pick("max_string_length") or DEFAULT_MAX_STRING_LENGTH),
             entity=config.get("entity") or None,
+            write_mode=str(pick("write_mode")),
+            bulk_threshold=max(1, int(pick("bulk_threshold"))),
+            bulk_poll_timeout_seconds=float(pick("bulk_poll_timeout_seconds")),
         )

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from intacct_api.bulk import MAX_RECORDS_PER_JOB
 from intacct_api.columns import DELETED_AT
 from intacct_api.errors import IntacctError
 from intacct_api.mutate import MAX_BATCH_SIZE, MutateItem, MutatePlan
@@ -64,6 +65,15 @@ class IntacctSink(SinkOverrides):
         self._entity: str | None = self._ctx.entity
         wanted = self.batch_size_rows or self._ctx.batch_size or MAX_BATCH_SIZE
         self._max_size = max(1, min(int(wanted), MAX_BATCH_SIZE))
+        # bulk jobs: with write_mode bulk every drain, with auto the drains after the stream
+        # passed bulk_threshold records (below it, auto is batch: same requests, STATE still
+        # mid-load), are held here and sent as jobs at 100,000 records and at end of input
+        engine = self._ctx.engine
+        self._write_mode = engine.write_mode
+        self._bulk = self._write_mode == "bulk"
+        self._records_seen = 0
+        self._held: list[tuple[MutatePlan, list[MutateResult], bool]] = []
+        self._held_records = 0
         self.prepare_timestamp_plan()
 
     # -- SDK hooks ---------------------------------------------------------------------
@@ -175,6 +185,25 @@ class IntacctSink(SinkOverrides):
             for i in skipped
         ]
 
+        # Only creates and deletes: no batch of this stream depends on another one.
+        independent = all(i.operation in {"create", "delete"} for i in to_write)
+        self._records_seen += len(items)
+        if self._write_mode == "auto" and self._records_seen > engine.bulk_threshold:
+            self._bulk = True  # auto: the stream outgrew the threshold; the rest goes by bulk
+        if not self._bulk:
+            self._submit_batch(plan, skipped_results, independent)
+            return
+        self._held.append((plan, skipped_results, independent))
+        self._held_records += len(items)
+        if self._held_records >= MAX_RECORDS_PER_JOB:
+            self._send_held()
+
+    def _submit_batch(
+        self, plan: MutatePlan, skipped_results: list[MutateResult], independent: bool
+    ) -> None:
+        """Hand one planned drain to the result pipeline as batch requests."""
+        engine = self._ctx.engine
+
         def send() -> list[MutateResult]:
             results = engine.run_plan(plan) if plan.size else []
             if skipped_results:
@@ -182,11 +211,37 @@ class IntacctSink(SinkOverrides):
                 results.sort(key=lambda r: r.index)
             return results
 
-        # Only creates and deletes: no batch of this stream depends on another one.
-        independent = all(i.operation in {"create", "delete"} for i in to_write)
         # ordered batches (upsert, update: a later one may depend on an earlier one) go one at
         # a time per sink; creates and deletes do not depend on each other and may overlap
         self._ctx.submit(None if independent else id(self), self.stream_name, send, _touched(plan))
+
+    def _send_held(self) -> None:
+        """Send the held drains as bulk jobs.
+
+        The jobs run as one pipeline entry, after every earlier batch of this sink
+        (``touches=None``), so results stay in input order and STATE waits for them.
+        """
+        held, self._held, self._held_records = self._held, [], 0
+        if not held:
+            return
+        engine = self._ctx.engine
+        plans = [plan for plan, _, _ in held if plan.size]
+        skipped = [r for _, skipped_results, _ in held for r in skipped_results]
+
+        def send() -> list[MutateResult]:
+            results = engine.run_bulk(plans) if plans else []
+            if skipped:
+                results.extend(skipped)
+                results.sort(key=lambda r: r.index)
+            return results
+
+        self._ctx.submit(id(self), self.stream_name, send, None)
+
+    def clean_up(self) -> None:
+        """End of input: send the records still held for a bulk job before the SDK's own
+        clean-up."""
+        self._send_held()
+        super().clean_up()
 
 
 class UnknownStreamSink(IntacctSink):
