@@ -13,7 +13,8 @@ it:
   by the engine's planner (validated exactly as in batch mode; invalid records already carry
   their error result and never reach a job);
 * **upsert**: natural keys are looked up with the query service in chunks of 500
-  (:func:`~intacct_api.mutate_upsert.lookup_keys`), then one create job and one update job;
+  (:func:`~intacct_api.mutate_upsert.lookup_keys`, up to ``max_concurrency`` queries at once),
+  then one create job and one update job;
 * **results**: one :class:`~intacct_api.mutate_results.MutateResult` per record in input
   order, read from the results file by position exactly like a batch answer.
 
@@ -31,6 +32,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from intacct_api.client import DEFAULT_ENTITY
@@ -115,16 +117,25 @@ class BulkWriter:
                     upserts.setdefault((plan.match_on, task.entity), []).extend(placed)
                 else:
                     groups.setdefault((task.kind.operation, task.entity), []).extend(placed)
-        if info is not None:
+        while info is not None and (groups or upserts):
+            # a round: look up, then the jobs; a natural key new to Intacct that occurs again
+            # later in the input waits for the next round, where the look-up finds what this
+            # round created (as a later batch's would): updated, not created twice
+            later: dict[tuple[str, str | None], list[tuple[Position, PreparedItem]]] = {}
             for (match_on, entity), items in upserts.items():
-                self._split_upserts(info, match_on, entity, items, groups, outcomes)
+                deferred = self._split_upserts(info, match_on, entity, items, groups, outcomes)
+                if deferred:
+                    later[(match_on, entity)] = deferred
             for (operation, entity), items in groups.items():
                 for start in range(0, len(items), self.records_per_job):
                     part = items[start : start + self.records_per_job]
                     outcomes.update(self._run_job(info, operation, entity, part))
+            groups, upserts = {}, later
+        by_plan: list[dict[int, ItemResult]] = [{} for _ in plans]
+        for (number, pos), found in outcomes.items():
+            by_plan[number][pos] = found
         results: list[MutateResult] = []
-        for number, plan in enumerate(plans):
-            mine = {pos: found for (n, pos), found in outcomes.items() if n == number}
+        for plan, mine in zip(plans, by_plan, strict=True):
             results.extend(engine.results_for(plan, mine))
         return results
 
@@ -138,20 +149,27 @@ class BulkWriter:
         items: list[tuple[Position, PreparedItem]],
         groups: dict[tuple[str, str | None], list[tuple[Position, PreparedItem]]],
         outcomes: dict[Position, ItemResult],
-    ) -> None:
+    ) -> list[tuple[Position, PreparedItem]]:
         """Look the natural keys up in chunks; route each record to the create or update job
-        (the same decisions as ``mutate_upsert.run_upsert``, made for a whole job)."""
+        (the same decisions as ``mutate_upsert.run_upsert``, made for a whole job). Returns
+        the records whose natural key an earlier record of this round creates."""
         client = self.engine.client
         assert client is not None
         values = sorted(
             {str(p.match_value) for _, p in items if p.key is None and p.match_value is not None}
         )
         existing: dict[str, list[str]] = {}
+        chunks = [values[i : i + LOOKUP_CHUNK] for i in range(0, len(values), LOOKUP_CHUNK)]
         try:
-            for start in range(0, len(values), LOOKUP_CHUNK):
-                chunk = values[start : start + LOOKUP_CHUNK]
-                for value, keys in lookup_keys(client, info, match_on, chunk, entity).items():
-                    existing.setdefault(value, []).extend(keys)
+            # look-ups are reads: up to max_concurrency at once (a job waits for all of them)
+            workers = max(1, min(int(client.settings.max_concurrency or 1), len(chunks) or 1))
+            with ThreadPoolExecutor(workers, thread_name_prefix="intacct-bulk-lookup") as pool:
+                found = pool.map(
+                    lambda chunk: lookup_keys(client, info, match_on, chunk, entity), chunks
+                )
+                for part in found:
+                    for value, keys in part.items():
+                        existing.setdefault(value, []).extend(keys)
         except Exception as exc:
             if not isinstance(exc, IntacctError):
                 logger.exception("unexpected failure looking up %s", info.name)
@@ -159,7 +177,9 @@ class BulkWriter:
             failed.error = f"upsert lookup by {match_on!r} failed: {failed.error}"
             for where, p in items:
                 outcomes[where] = ItemResult("upsert", failed, p.body)
-            return
+            return []
+        deferred: list[tuple[Position, PreparedItem]] = []
+        creating: set[str] = set()
         creates = groups.setdefault(("create", entity), [])
         updates = groups.setdefault(("update", entity), [])
         for where, prepared in items:
@@ -187,12 +207,17 @@ class BulkWriter:
                     ok=False, error=prepared.create_error or "invalid", error_code="invalidRecord"
                 )
                 outcomes[where] = ItemResult("create", invalid, prepared.body)
+            elif prepared.match_value and str(prepared.match_value) in creating:
+                deferred.append((where, prepared))
             else:
+                if prepared.match_value:
+                    creating.add(str(prepared.match_value))
                 prepared.body = prepared.create_body
                 creates.append((where, prepared))
         for operation in ("create", "update"):
             if not groups[(operation, entity)]:
                 del groups[(operation, entity)]
+        return deferred
 
     # -- one job ------------------------------------------------------------------------------
 

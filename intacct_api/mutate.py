@@ -25,7 +25,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from intacct_api.errors import IntacctError, UnknownObjectError, UnknownOperationError
+from intacct_api.errors import (
+    ConfigError,
+    IntacctError,
+    UnknownObjectError,
+    UnknownOperationError,
+)
 from intacct_api.mutate_lines import run_lines
 from intacct_api.mutate_plan import OPERATIONS, MutateItem, MutatePlan, Planner, Task, TaskKind
 from intacct_api.mutate_results import ERROR, OK, UNKNOWN, ItemOutcome, ItemResult, MutateResult
@@ -97,6 +102,13 @@ class MutateEngine:
         self.keys: KeySource = keys or FreshKeys()
         if write_mode not in WRITE_MODES:
             raise ValueError(f"write_mode must be one of {WRITE_MODES}, not {write_mode!r}")
+        if atomic and write_mode == "bulk":
+            raise ConfigError(
+                "write_mode bulk cannot be atomic: each record of a bulk job is its own "
+                "transaction; use write_mode batch with atomic: true"
+            )
+        if atomic:  # auto keeps the all-or-nothing promise by never switching to bulk
+            write_mode = "batch"
         self.write_mode = write_mode
         """``batch``, ``bulk`` or ``auto``: how a caller that accumulates records (the target)
         sends them; :meth:`run_bulk` is the bulk path (``intacct_api.bulk``)."""

@@ -78,7 +78,8 @@ TARGET_SETTINGS: dict[str, Any] = th.PropertiesList(
             "multipart upload per operation and up to 100,000 records, polled until done; "
             "the same per-record results; results and STATE wait for the job). `auto`: batches "
             "for a stream's first `bulk_threshold` records, bulk jobs for the rest of a "
-            "stream that has more (a smaller load is exactly `batch`)."
+            "stream that has more (a smaller load is exactly `batch`). With `atomic: true`, "
+            "`auto` stays on batches and `bulk` is refused (a job is never all-or-nothing)."
         ),
     ),
     th.Property(

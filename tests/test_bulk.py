@@ -21,6 +21,7 @@ import pytest
 
 from intacct_api.bulk import BulkWriter
 from intacct_api.client import IntacctClient
+from intacct_api.errors import ConfigError
 from intacct_api.mutate import MutateEngine, MutateItem, MutateResult
 from intacct_api.settings import ConnectionSettings
 from intacct_api.spec import SpecRegistry, default_registry
@@ -166,6 +167,26 @@ def test_bulk_upsert_rerun_updates_one_update_job_and_no_duplicates(
     assert len(rows) == 1500 == len({row["id"] for row in rows})
     assert {row["name"] for row in rows} == {f"Customer {i} v2" for i in range(1500)}
     assert writes(emulator)["POST /services/bulk/job/create"] == 3  # create; create + update
+
+
+def test_a_natural_key_repeated_in_the_input_is_created_once_then_updated(
+    emulator: EmulatorServer, client: IntacctClient, registry: SpecRegistry
+) -> None:
+    records = [
+        *customers(3),
+        {"id": "BK000001", "name": "second"},
+        {"id": "BK000001", "name": "third"},
+    ]
+    results = run_bulk(MutateEngine(registry, client), records)
+
+    assert [r.status for r in results] == ["ok"] * 5
+    assert [r.operation for r in results] == ["create", "create", "create", "update", "update"]
+    assert results[3].key == results[4].key == results[1].key
+    rows = stored(client)
+    assert len(rows) == 3
+    assert {row["id"]: row["name"] for row in rows}["BK000001"] == "third"
+    # round 1 creates the three; round 2 updates BK000001 twice, in input order, in one job
+    assert writes(emulator)["POST /services/bulk/job/create"] == 2
 
 
 def test_a_record_the_job_refuses_fails_alone_in_input_order(
@@ -325,6 +346,15 @@ def test_bulk_deletes_and_deleting_again_is_already_deleted(
     assert Counter(r.status for r in again) == {"ok": 40}
     assert all((r.note or "").startswith("already deleted") for r in again)
     assert f"DELETE /objects/{CUSTOMER}/{{key}}" not in writes(emulator)
+
+
+def test_atomic_writes_never_go_by_bulk_jobs(registry: SpecRegistry) -> None:
+    """A bulk job has no all-or-nothing mode: atomic keeps auto on batches, refuses bulk."""
+    assert MutateEngine(registry, dry_run=True, atomic=True, write_mode="auto").write_mode == (
+        "batch"
+    )
+    with pytest.raises(ConfigError, match="cannot be atomic"):
+        MutateEngine(registry, dry_run=True, atomic=True, write_mode="bulk")
 
 
 # -- the emulator's bulk service, as a client of the documented shape would see it -------
