@@ -348,6 +348,50 @@ def test_bulk_deletes_and_deleting_again_is_already_deleted(
     assert f"DELETE /objects/{CUSTOMER}/{{key}}" not in writes(emulator)
 
 
+def test_owned_lines_in_bulk_mode_go_through_their_owner_and_headers_by_a_job(
+    emulator: EmulatorServer, client: IntacctClient, registry: SpecRegistry
+) -> None:
+    """Lines cannot be bulk-created (no create operation of their own): the bulk path sends
+    them as the batch path does, through the owner's PATCH; their owners go by a job."""
+    engine = MutateEngine(registry, client)
+    entry = {
+        "glJournal": {"id": "GJ"},
+        "postingDate": "2024-01-05",
+        "description": "bulk header",
+        "lines": [
+            {"txnType": "debit", "txnAmount": "10.50", "glAccount": {"id": "1000"}},
+            {"txnType": "credit", "txnAmount": "10.50", "glAccount": {"id": "2000"}},
+        ],
+    }
+    header_plan = engine.plan_items(
+        "general-ledger/journal-entry", [MutateItem(record=entry, operation="create")]
+    )
+    [header] = engine.run_bulk([header_plan])
+    assert header.ok, header.error
+    lines = [
+        {
+            "journalEntry": {"key": header.key},
+            "txnType": side,
+            "txnAmount": "1.25",
+            "glAccount": {"id": account},
+        }
+        for side, account in (("debit", "1000"), ("credit", "2000"))
+    ]
+    line_plan = engine.plan_items(
+        "general-ledger/journal-entry-line",
+        [MutateItem(record=r, operation="create", index=i) for i, r in enumerate(lines)],
+    )
+    results = engine.run_bulk([line_plan])
+
+    assert [r.status for r in results] == ["ok", "ok"]
+    calls = writes(emulator)
+    assert calls["POST /services/bulk/job/create"] == 1  # the header
+    assert calls["PATCH /objects/general-ledger/journal-entry/{key}"] == 1  # the lines
+    stored_entry = client.request("GET", f"/objects/general-ledger/journal-entry/{header.key}")
+    amounts = sorted(line["txnAmount"] for line in stored_entry.json()["ia::result"]["lines"])
+    assert amounts == ["1.25", "1.25", "10.50", "10.50"]
+
+
 def test_atomic_writes_never_go_by_bulk_jobs(registry: SpecRegistry) -> None:
     """A bulk job has no all-or-nothing mode: atomic keeps auto on batches, refuses bulk."""
     assert MutateEngine(registry, dry_run=True, atomic=True, write_mode="auto").write_mode == (
