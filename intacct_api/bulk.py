@@ -126,7 +126,9 @@ class BulkWriter:
                 deferred = self._split_upserts(info, match_on, entity, items, groups, outcomes)
                 if deferred:
                     later[(match_on, entity)] = deferred
-            for (operation, entity), items in groups.items():
+            # creates, then updates, then deletes: a record written earlier in the input and
+            # deleted later (a tap's _sdc_deleted_at) is not deleted before it is written
+            for (operation, entity), items in sorted(groups.items(), key=_job_order):
                 for start in range(0, len(items), self.records_per_job):
                     part = items[start : start + self.records_per_job]
                     outcomes.update(self._run_job(info, operation, entity, part))
@@ -351,6 +353,10 @@ class BulkWriter:
                 outcome.unknown = True
                 outcome.error = f"bulk job {job_id}: no result for this record (maybe written)"
         return outcomes
+
+
+def _job_order(group: tuple[tuple[str, str | None], Any]) -> int:
+    return ("create", "update", "delete").index(group[0][0])
 
 
 def _result(payload: Any) -> dict[str, Any]:

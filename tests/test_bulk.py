@@ -401,6 +401,23 @@ def test_atomic_writes_never_go_by_bulk_jobs(registry: SpecRegistry) -> None:
         MutateEngine(registry, dry_run=True, atomic=True, write_mode="bulk")
 
 
+def test_a_record_updated_then_deleted_in_the_input_is_updated_first(
+    emulator: EmulatorServer, client: IntacctClient, registry: SpecRegistry
+) -> None:
+    engine = MutateEngine(registry, client)
+    [created] = run_bulk(engine, customers(1))
+    items = [
+        MutateItem(record={"id": "BK000000", "name": "renamed"}, operation="upsert", index=0),
+        MutateItem(record={"key": created.key}, operation="delete", index=1),
+    ]
+    results = engine.run_bulk([engine.plan_items(CUSTOMER, items)])
+
+    assert [(r.operation, r.status) for r in results] == [("update", "ok"), ("delete", "ok")]
+    assert results[1].note is not None
+    assert not results[1].note.startswith("already deleted")
+    assert stored(client) == []
+
+
 # -- the emulator's bulk service, as a client of the documented shape would see it -------
 
 
