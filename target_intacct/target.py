@@ -91,6 +91,7 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
         self._states: list[tuple[int, dict]] = []
         self._last_state: dict | None = None
         self._uncovered_keys: list[tuple[int, str]] = []
+        self._unknown_lines: set[int] = set()
         self._journal: WriteJournal | None = None
 
     # -- shared services -------------------------------------------------------------------
@@ -228,7 +229,12 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
         with self._checkpoint_lock:
             for result in results:
                 if result.line is not None:
-                    self._awaiting.discard(result.line)
+                    if result.status == UNKNOWN:
+                        # a STATE after it would let a resuming tap skip it: the record must be
+                        # sent again (same key, from the journal) for its outcome to be settled
+                        self._unknown_lines.add(result.line)
+                    else:
+                        self._awaiting.discard(result.line)
                 if result.idempotency_key and result.status != UNKNOWN:
                     line = result.line if result.line is not None else 0
                     self._uncovered_keys.append((line, result.idempotency_key))
@@ -417,11 +423,22 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
         """Close the results file and log the summary; return the number of records not
         known to be written as asked (failed or unknown)."""
         self.pipeline.close()
-        self._emit_ready_states(everything=True)
+        with self._checkpoint_lock:
+            # every result is written: what still waits is a record whose outcome is unknown
+            # (STATEs after it stay unsent) or one a stream map filtered out (never a result)
+            self._awaiting = set(self._unknown_lines)
+            self._emit_ready_states(everything=not self._unknown_lines)
         journal = self._journal
         if journal is not None:  # the load is complete: only unknown outcomes stay pending
             with self._checkpoint_lock:
-                journal.settle(key for _, key in self._uncovered_keys)
+                # with an unknown outcome, the records after it will be sent again by a
+                # resuming tap: their keys stay pending so those writes are replayed
+                first_unknown = min(self._unknown_lines, default=None)
+                journal.settle(
+                    key
+                    for line, key in self._uncovered_keys
+                    if first_unknown is None or line < first_unknown
+                )
                 self._uncovered_keys = []
             if journal.resumed:
                 self.logger.info(

@@ -418,3 +418,39 @@ def test_a_too_large_429_halves_the_batch_for_the_stream_instead_of_resending_it
     assert emulator.stats()["responses"].get("429") == 3
     stored = query_all(config, VENDOR, ["id"])
     assert sorted(row["id"] for row in stored) == [r["id"] for r in records]
+
+
+def test_no_state_passes_an_unknown_outcome_and_the_resumed_load_settles_it_once(
+    emulator: EmulatorServer, config: dict[str, Any], tmp_path: Path
+) -> None:
+    """A record whose outcome is unknown must be sent again by a resuming tap: no STATE after
+    it is emitted, and the keys of the records after it stay in the journal, so the rerun
+    replays them all instead of writing any twice."""
+    lines = [schema_line(VENDORS, VENDOR_SCHEMA, ["id"])]
+    for i in range(30):
+        lines.append(record_line(VENDORS, {"id": f"UK{i:02d}", "name": f"Unknown {i}"}))
+        if i % 10 == 9:
+            lines.append(state_line({"done": i + 1}))
+    path = write_input(tmp_path / "uk.singer", lines)
+    config |= {
+        "operation": "create",
+        "batch_size": 10,
+        "max_concurrency": 1,
+        "max_retries": 0,
+        "on_error": "continue",
+    }
+    emulator.set_faults(drop_next=1)  # the first batch is written, its answer is lost
+    first = run_target(config, path, tmp_path)
+    assert first.returncode == 0, first.stderr
+    statuses = [r["status"] for r in results_of(config)]
+    assert statuses[:10] == ["unknown"] * 10
+    assert statuses[10:] == ["ok"] * 20
+    assert first.stdout.strip() == ""  # every STATE comes after the unknown records
+    assert len(query_all(config, VENDOR, ["id"])) == 30
+
+    rerun = run_target(config, path, tmp_path)  # a tap resuming from no state sends all again
+    assert rerun.returncode == 0, rerun.stderr
+    again = results_of(config)
+    assert [(r["status"], r.get("replayed")) for r in again] == [("ok", True)] * 30
+    assert len(query_all(config, VENDOR, ["id"])) == 30  # nothing written twice
+    assert json.loads(rerun.stdout.strip().splitlines()[-1]) == {"done": 30}
