@@ -101,7 +101,7 @@ def create_app(config: EmulatorConfig) -> Starlette:
             *reports.routes(),
             *bulk.routes(),
             *ApiRoutes(state).routes(),
-            *ControlRoutes(state).routes(),
+            *ControlRoutes(state, resets=(reports.reset, bulk.reset)).routes(),
         ],
         middleware=[
             Middleware(Gateway, oauth=oauth, faults=state.faults, stats=state.stats),

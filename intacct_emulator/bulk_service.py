@@ -270,6 +270,12 @@ class BulkService:
 
     # -- control ------------------------------------------------------------------------
 
+    def reset(self) -> None:
+        """Default knobs, no jobs (``/_emulator/reset``)."""
+        with self._lock:
+            self.knobs = BulkKnobs()
+            self.jobs.clear()
+
     async def control(self, request: Request) -> Response:
         """GET the knobs; POST changes the named ones (``{"reset": true}``: defaults)."""
         if request.method == "POST":

@@ -6,6 +6,7 @@ always observe and repair the emulator it is breaking.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -23,8 +24,10 @@ RESET_PARTS = ("stats", "faults", "data", "tokens", "idempotency")
 class ControlRoutes:
     """Handlers bound to one emulator's state."""
 
-    def __init__(self, state: EmulatorState) -> None:
+    def __init__(self, state: EmulatorState, resets: Sequence[Callable[[], object]] = ()) -> None:
         self.state = state
+        self.resets = tuple(resets)
+        """Other services' knobs (reports, bulk jobs), reset with the faults."""
 
     def routes(self) -> list[Route]:
         base = CONTROL_PREFIX
@@ -71,6 +74,8 @@ class ControlRoutes:
         if "faults" in chosen:
             state.restore_refused_fields()
             state.faults.reset()
+            for reset in self.resets:
+                reset()
         return json_response({"reset": chosen})
 
     async def faults(self, request: Request) -> Response:

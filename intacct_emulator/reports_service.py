@@ -96,6 +96,10 @@ class ReportsService:
         self.entity_headers: list[str | None] = []
         """Entity header of each submission: ignored, as Intacct does; tests check none is sent."""
 
+    def reset(self) -> None:
+        """Default switches (``/_emulator/reset``)."""
+        self.switches = ReportSwitches()
+
     def routes(self) -> list[Route]:
         base = API_PREFIX + "/services/reports"
         return [

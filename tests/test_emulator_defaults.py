@@ -41,3 +41,14 @@ def test_create_fills_spec_defaults_and_reference_names(emu: EmulatorServer) -> 
         invoice_key = invoice.json()["ia::result"]["key"]
         stored = api.get(f"/objects/accounts-receivable/invoice/{invoice_key}").json()
         assert stored["ia::result"]["customer"]["name"] == "Named Customer"
+
+
+def test_reset_also_restores_the_reports_and_bulk_switches(emu: EmulatorServer) -> None:
+    with httpx.Client(base_url=emu.root_url, timeout=10) as control:
+        defaults = control.get("/_emulator/bulk").json()
+        control.post("/_emulator/bulk", json={"polls_per_state": 7, "fail_jobs": 1})
+        control.post("/_emulator/reports", json={"pending_polls": 5})
+        assert control.get("/_emulator/bulk").json()["polls_per_state"] == 7
+        emu.reset()
+        assert control.get("/_emulator/bulk").json() == defaults
+        assert control.get("/_emulator/reports").json()["pending_polls"] != 5
