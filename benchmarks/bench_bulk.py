@@ -3,7 +3,7 @@
 
 Why a benchmark and not only a test: the issue's figure is 200,000 customers, which takes
 minutes on a small machine; the test suite checks the same promises with fewer records
-(tests/test_bulk.py). Per mode this prints wall time, records/s, the write calls the emulator
+(tests/target/test_bulk.py). Per mode this prints wall time, records/s, the write calls the emulator
 counted (batch POSTs vs bulk job calls, look-up queries apart), and checks that every record
 has an ``ok`` result and that the emulator holds each customer exactly once.
 

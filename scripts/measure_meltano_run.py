@@ -1,13 +1,14 @@
 """Print the README's Meltano figures, measured: discovery time and log lines of a 3-stream run.
 
 A fresh Meltano project in a temp folder (like a new user's, and like
-``tests/test_meltano_from_ref.py``) adds both plugins with ``meltano add --from-ref`` (the wheel
-of this checkout offered through ``UV_FIND_LINKS``), then runs ``meltano run tap-intacct
-target-intacct`` with three streams selected against a seeded emulator, twice: the first run
-builds the catalog, the second finds Meltano's own catalog cache (a non-editable install), a
-third forces discovery with ``--refresh-catalog`` (the tap's catalog cache is warm). For each
-run it prints the seconds from Meltano's "Running catalog discovery" to the tap's first sync
-line, the whole run's seconds, and how many log lines it printed.
+``tests/integration/test_meltano_from_ref.py``) adds both plugins with
+``meltano add --from-ref`` (the wheel of this checkout offered through ``UV_FIND_LINKS``),
+then runs ``meltano run tap-intacct target-intacct`` with three streams selected against a
+seeded emulator, twice: the first run builds the catalog, the second finds Meltano's own
+catalog cache (a non-editable install), a third forces discovery with ``--refresh-catalog``
+(the tap's catalog cache is warm). For each run it prints the seconds from Meltano's "Running
+catalog discovery" to the tap's first sync line, the whole run's seconds, and how many log
+lines it printed.
 
 Run it from the checkout after ``make test`` (it needs .venv and .venv-meltano):
     .venv/bin/python scripts/measure_meltano_run.py

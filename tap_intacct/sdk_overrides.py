@@ -12,7 +12,7 @@ private ``Stream`` methods, each falling back to the SDK whenever its shortcut d
 * ``_generate_record_messages``: skips the per-record deselect walk (records are built from the
   selected fields only) and the per-record ``utc_now``.
 
-``tests/test_tap_sync.py`` pins their signatures, checks the SDK's loop still calls them the
+``tests/tap/test_tap_sync.py`` pins their signatures, checks the SDK's loop still calls them the
 way they expect, and checks the output is message for message what the SDK's path writes.
 
 **Falling back to stock SDK behaviour**: set ``TAP_INTACCT_STOCK_SDK=1`` in the environment;
@@ -140,7 +140,7 @@ class StreamOverrides(SyncHookOverrides):
     ) -> None:
         """The SDK's, minus the per-record child-context work when there are no children.
 
-        Private SDK API (pinned in ``tests/test_tap_sync.py``). What remains is what the SDK
+        Private SDK API (pinned in ``tests/tap/test_tap_sync.py``). What remains is what the SDK
         does for a stream without child streams: partition keys missing from the record are
         added to it.
         """
@@ -159,7 +159,7 @@ class StreamOverrides(SyncHookOverrides):
     ) -> None:
         """The SDK's bookmark update, done directly in the common case.
 
-        Private SDK API (pinned in ``tests/test_tap_sync.py``). For a sorted stream without
+        Private SDK API (pinned in ``tests/tap/test_tap_sync.py``). For a sorted stream without
         sort checking or state partitioning keys, the SDK's ``increment_state`` sets
         ``replication_key`` and ``replication_key_value`` on the partition's state dict to the
         record's (JSON-compatible) value unconditionally; that is done here for string values

@@ -17,7 +17,7 @@ Speed (docs/singer-sdk-notes.md §7: stock emission is ~20x slower than a bare l
   only those fields are requested), so the SDK's per-record deselect walk
   (``pop_deselected_record_properties``, ~40% of what is left) has nothing to do.
   :meth:`IntacctStream._generate_record_messages` therefore skips it. That method is private
-  SDK API: ``tests/test_tap_sync.py`` pins its signature and checks that deselected fields
+  SDK API: ``tests/tap/test_tap_sync.py`` pins its signature and checks that deselected fields
   still never reach the output, so an SDK upgrade that changes it fails loudly.
 * ``time_extracted`` is taken once per page (the moment the page arrived), not per record.
 * Per record, the SDK's loop still runs (record limit, state, metrics), but three private
@@ -26,7 +26,7 @@ Speed (docs/singer-sdk-notes.md §7: stock emission is ~20x slower than a bare l
   buffer between a pre-encoded head and tail (no ``RecordMessage``, no ``to_dict``);
   :meth:`IntacctStream._process_record` skips child-context work for a stream without
   children; :meth:`IntacctStream._increment_stream_state` sets the bookmark directly.
-  ``tests/test_tap_sync.py`` pins those SDK methods and checks that the output, STATE
+  ``tests/tap/test_tap_sync.py`` pins those SDK methods and checks that the output, STATE
   messages included, is the same message for message as through the SDK's own path.
 * Rows become records through one generated function per plan (:class:`RowPlan`), and the
   pager fetches page *k+1* in a background thread while page *k* is converted and written

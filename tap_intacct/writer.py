@@ -19,7 +19,7 @@ embedders that redirect stdout keep working.
 
 :meth:`RecordBufferedWriter.write_record` is the streams' fast path: the record is encoded
 between a pre-encoded message head (type, stream) and tail (version, time_extracted), the
-same bytes as formatting a ``RecordMessage`` (``tests/test_tap_sync.py`` compares them).
+same bytes as formatting a ``RecordMessage`` (``tests/tap/test_tap_sync.py`` compares them).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 singer-sdk gives a target no hook for "a bad message costs one line, not the load", for STATE
 checkpoints that wait for results, or for a cheaper per-record path, so these override SDK
 methods, several of them private. Each is listed in :data:`SDK_OVERRIDES` with the signature it
-was written against; ``tests/test_sdk_overrides.py`` fails when an SDK upgrade changes or
+was written against; ``tests/core/test_sdk_overrides.py`` fails when an SDK upgrade changes or
 removes one, so an upgrade shows exactly what to re-read.
 
 **Falling back to stock SDK behaviour**: set ``TARGET_INTACCT_STOCK_SDK=1`` in the environment.

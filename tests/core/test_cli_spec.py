@@ -16,10 +16,9 @@ from typer.testing import CliRunner
 
 from intacct_api.cli import spec_commands
 from intacct_api.cli.app import global_options
+from tests.support.paths import RECORDED, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
-RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 
 
 def make_app() -> typer.Typer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,8 @@ from intacct_api.model_schema import (
     model_to_record_schema,
 )
 from intacct_api.spec import SpecRegistry
+from tests.support.paths import RECORDED
 
-RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 CASES = {
     "accounts-receivable/customer": "01_full_load_customers.json",
     "accounts-payable/vendor": "03_full_load_vendors.json",

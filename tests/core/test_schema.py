@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +10,7 @@ from jsonschema import Draft202012Validator
 
 from intacct_api.schema import SchemaResolver, add_null, is_numeric_property, merge_all_of
 from intacct_api.spec import SpecRegistry
-
-RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
+from tests.support.paths import RECORDED
 
 
 def _ref(name: str) -> dict[str, str]:

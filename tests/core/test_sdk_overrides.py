@@ -1,7 +1,7 @@
 """The SDK methods tap-intacct and target-intacct override still exist with the signatures the
 overrides were written against, and the documented fallback really gives stock SDK behaviour
 (issue 14). The tap's fast paths are also checked message for message against the SDK's own
-path in ``tests/test_tap_sync.py``.
+path in ``tests/tap/test_tap_sync.py``.
 
 When singer-sdk is upgraded and this fails, read the named SDK method again before touching
 anything else: the override may now be wrong, not just differently spelled.

@@ -17,8 +17,8 @@ from intacct_api.spec import (
     stream_name,
 )
 from intacct_api.specs_location import embedded_spec_files, specs_dir
+from tests.support.paths import SPECS
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
 METHODS = ("get", "post", "put", "patch", "delete")
 
 

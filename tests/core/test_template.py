@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from intacct_api.spec import SpecRegistry
 from intacct_api.template import example_for, operation_template, render_template
-
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+from tests.support.paths import SPECS
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Fidelity: replay the recorded real Intacct traffic against a running emulator over HTTP.
 
-For every interaction in tests/fixtures/recorded/*.json (token, model, query) the same request is
+For every interaction in tests/data/recorded/*.json (token, model, query) the same request is
 sent to the emulator and the response *shape* is compared with what Sage returned: envelope
 keys, paging meta, row keys, value types, and for the model service the top-level keys, the
 attribute keys of every field, and the groups/refs/lists structure.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,8 +21,8 @@ import httpx
 import pytest
 
 from intacct_emulator.testing import EmulatorServer
+from tests.support.paths import RECORDED
 
-RECORDED = Path(__file__).parent / "fixtures" / "recorded"
 LIVE_ONLY_MODEL_KEYS = {"additionalQueryFilterParameters"}
 FIELD_ATTRIBUTES = {"type", "readOnly", "writeOnly", "required", "nullable", "mutable"}
 

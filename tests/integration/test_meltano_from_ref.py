@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from intacct_emulator.testing import EmulatorServer
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
 TAP_REF = ROOT / "plugins" / "extractors" / "tap-intacct--intacct-singer.yml"
 TARGET_REF = ROOT / "plugins" / "loaders" / "target-intacct--intacct-singer.yml"

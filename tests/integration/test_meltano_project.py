@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from sync_plugin_docs import README, plugin_settings, synced_project, synced_readme  # noqa: E402
+from sync_plugin_docs import README, plugin_settings, synced_project, synced_readme
 
 PROJECT = yaml.safe_load((ROOT / "meltano.yml").read_text())
 

@@ -19,8 +19,9 @@ import pytest
 from intacct_api.spec import default_registry
 from tap_intacct.discovery import object_definition
 from tap_intacct.settings import TapOptions
+from tests.support.paths import ROOT
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "demo"))
+sys.path.insert(0, str(ROOT / "demo"))
 
 from warehouse_types import create_typed_views
 

@@ -25,8 +25,8 @@ import psycopg
 import pytest
 
 from intacct_emulator.testing import EmulatorServer
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TAP = Path(sys.executable).parent / "tap-intacct"
 TARGET_POSTGRES = ROOT / ".venv-target-postgres" / "bin" / "target-postgres"
 SCHEMA = "intacct"

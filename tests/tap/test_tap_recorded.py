@@ -1,4 +1,4 @@
-"""The tap's parsing path on real recorded Intacct traffic (tests/fixtures/recorded/).
+"""The tap's parsing path on real recorded Intacct traffic (tests/data/recorded/).
 
 Real responses show what a fake would miss: amounts as decimal strings while the model says
 ``number``, nested references, ``ia::meta.next`` paging. Each recorded query page is replayed
@@ -9,7 +9,6 @@ would advertise for that object (from the recorded model answer and from the spe
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -22,8 +21,8 @@ from intacct_api.spec import default_registry
 from tap_intacct.columns import SYNTHETIC_COLUMNS
 from tap_intacct.discovery import object_definition
 from tap_intacct.settings import TapOptions
+from tests.support.paths import RECORDED
 
-RECORDED = Path(__file__).parent / "fixtures" / "recorded"
 CASES = sorted(p.name for p in RECORDED.glob("0*.json"))
 
 

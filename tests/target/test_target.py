@@ -23,6 +23,7 @@ from intacct_api.settings import ConnectionSettings
 from intacct_api.spec import default_registry
 from intacct_emulator.testing import EmulatorServer
 from target_intacct.target import TargetIntacct
+from tests.support.paths import DATA
 from tests.support.target_runs import (
     TARGET,
     emulator_config,
@@ -31,7 +32,6 @@ from tests.support.target_runs import (
     run_target,
 )
 
-DATA = Path(__file__).parent / "data"
 VENDOR = "accounts-payable/vendor"
 STREAM = "accounts_payable__vendor"
 

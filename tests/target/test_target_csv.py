@@ -23,9 +23,9 @@ import pytest
 from intacct_api.client import IntacctClient
 from intacct_api.settings import ConnectionSettings
 from intacct_emulator.testing import EmulatorServer
+from tests.support.paths import ROOT
 from tests.support.target_runs import emulator_config, run_target
 
-ROOT = Path(__file__).resolve().parents[1]
 TAP_CSV = ROOT / ".venv-tap-csv" / "bin" / "tap-csv-folder"
 VENDOR = "accounts-payable/vendor"
 

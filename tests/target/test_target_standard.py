@@ -37,7 +37,8 @@ CONFIG: dict[str, Any] = {
 # * TargetMultipleStateMessages expects the exact STATE sequence the SDK's own drain schedule
 #   produces. This target emits a STATE as soon as every record before it has its result on
 #   disk, which depends on when batches come back from Intacct, not on a record count; the
-#   guarantee is pinned by tests/test_target_truth.py (STATE mid-load, never ahead of results).
+#   guarantee is pinned by tests/target/test_target_truth.py (STATE mid-load, never ahead of
+#   results).
 #   The SDK itself keeps this test out of its suite ("fix behavior in SDK").
 # Replaced, with the reason: three default tests expect the target to raise on a bad message
 # (invalid SCHEMA, RECORD before SCHEMA, missing key property). This target's promise is that

@@ -20,6 +20,7 @@ from intacct_dagster.fleet import FleetError, parse_fleet
 from intacct_dagster.runner import error_summary, read_metrics, tap_config
 from intacct_emulator.multi_company import load_companies
 from intacct_emulator.testing import EmulatorProcess
+from tests.support.paths import ROOT
 
 COMPANIES = [
     {
@@ -233,7 +234,7 @@ def test_the_example_fleet_file_builds_its_definitions() -> None:
     from intacct_dagster.definitions import FLEET_JOB, LOAD_JOB, build_definitions
     from intacct_dagster.fleet import load_fleet
 
-    fleet = load_fleet(Path(__file__).resolve().parent.parent / "fleet" / "fleet.example.yml")
+    fleet = load_fleet(ROOT / "fleet" / "fleet.example.yml")
     globex = fleet.company("globex")
     assert globex.per_group_concurrency == 6, "tier 20 over 3 groups at once"
     defs = build_definitions(fleet)

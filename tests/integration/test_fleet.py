@@ -34,8 +34,8 @@ import pytest
 import yaml
 
 from intacct_emulator.testing import EmulatorProcess
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET_POSTGRES = ROOT / ".venv-target-postgres" / "bin" / "target-postgres"
 
 GROUPS = {
