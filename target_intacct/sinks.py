@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 __all__ = ["IntacctSink", "UnknownStreamSink", "sink_class_for"]
 
+_SKIPPED_DELETE = "skipped-delete"
+"""A record announcing a delete while ``allow_deletes`` is off: reported ``skipped`` by the sink
+and never handed to the engine (so it is not one of the engine's operations)."""
+
 
 class IntacctSink(SinkOverrides):
     """Writes a stream's records to one Intacct object through the Mutate engine."""
@@ -146,7 +150,7 @@ class IntacctSink(SinkOverrides):
             return
         operation = self.operation
         if record.get(DELETED_AT):
-            operation = "delete" if self.allow_deletes else "skip-delete"
+            operation = "delete" if self.allow_deletes else _SKIPPED_DELETE
         items.append(
             MutateItem(
                 record=record,
@@ -167,8 +171,8 @@ class IntacctSink(SinkOverrides):
         items: list[MutateItem] = context.get("items", [])
         if not items:
             return
-        skipped = [i for i in items if i.operation == "skip-delete"]
-        to_write = [i for i in items if i.operation != "skip-delete"]
+        skipped = [i for i in items if i.operation == _SKIPPED_DELETE]
+        to_write = [i for i in items if i.operation != _SKIPPED_DELETE]
         engine = self._ctx.engine
         plan = engine.plan_items(self.object_name, to_write, match_on=self.match_on)
         skipped_results = [

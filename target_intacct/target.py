@@ -84,7 +84,7 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
         self._unknown: dict[str, str] = {}
         self._broken_schemas: dict[str, str] = {}
         # STATE checkpoints: input lines of records still waiting for their result, states
-        # waiting for those, keys waiting for a state (see _after_results)
+        # waiting for those, keys waiting for a state (see _write_results)
         self._checkpoint_lock = threading.RLock()
         self._awaiting: set[int] = set()
         self._awaiting_heap: list[int] = []
