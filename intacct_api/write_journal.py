@@ -7,7 +7,10 @@ requests"). So a key must belong to **one logical write attempt**:
 * every request gets a fresh random key; the client re-sends that same key only for the
   retries of that request (`IntacctClient.request`);
 * a target run writes each key to a small **write journal** before the request is sent and
-  marks it settled once the results of its records are on disk. A rerun after a crash
+  marks it settled once the results of its records are on disk *and* a STATE covering them
+  has been emitted (or the load completed; the target decides when, see
+  ``target_intacct.target``), so the records a resuming tap sends again are replayed, and a
+  key whose outcome is unknown stays pending until a rerun settles it. A rerun after a crash
   (`kill -9`, a lost machine) finds the keys that were never settled and re-sends *the same
   request* with *the same key*, so Intacct replays the first outcome instead of writing twice.
   Everything else gets a fresh key, so two identical bills in two runs are two bills, and a
