@@ -25,6 +25,7 @@ from intacct_api.mutate_validation import (
     DEFAULT_MAX_STRING_LENGTH,
     InvalidRecordError,
     RequestPreparer,
+    dig,
 )
 from intacct_api.records import nest
 
@@ -401,16 +402,6 @@ def label(item: MutateItem) -> str:
     if key is not None:
         return f"{where} (key {key!r})"
     return where
-
-
-def dig(record: Mapping[str, Any], path: str) -> Any:
-    """Value at a dotted path (``vendor.id``), None when any step is missing."""
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
 
 
 def chunks(items: list[PreparedItem], size: int) -> Iterator[list[PreparedItem]]:

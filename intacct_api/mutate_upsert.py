@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 from intacct_api.client import DEFAULT_ENTITY
 from intacct_api.errors import IntacctError
-from intacct_api.mutate_plan import PreparedItem, Task, dig
+from intacct_api.mutate_plan import PreparedItem, Task
 from intacct_api.mutate_results import ItemOutcome, ItemResult, outcome_from_exception
 from intacct_api.mutate_send import Outcomes, RequestSender
+from intacct_api.mutate_validation import dig
 
 if TYPE_CHECKING:
     from intacct_api.client import IntacctClient

@@ -278,7 +278,7 @@ class RequestPreparer:
             body = self._normalise_object(record, self.plan, "", dropped, top=True)
         if self.operation == "create":
             for name in self.required:
-                value = _dig(body, name)
+                value = dig(body, name)
                 if isinstance(value, str) and not value.strip():
                     raise InvalidRecordError(name, "is required on create and may not be blank")
                 if value is None and not _reference_by_key(body, name):
@@ -611,7 +611,7 @@ class RequestPreparer:
         return InvalidRecordError(path, message)
 
 
-def _dig(body: Mapping[str, Any], path: str) -> Any:
+def dig(body: Mapping[str, Any], path: str) -> Any:
     """Value at a dotted path (``vendor.id``), None when any step is missing."""
     value: Any = body
     for part in path.split("."):
@@ -624,7 +624,7 @@ def _dig(body: Mapping[str, Any], path: str) -> Any:
 def _reference_by_key(body: Mapping[str, Any], path: str) -> bool:
     """A required reference ``vendor.id`` is equally satisfied by ``vendor.key``."""
     parent, _, leaf = path.rpartition(".")
-    return bool(parent) and leaf == "id" and _dig(body, f"{parent}.key") is not None
+    return bool(parent) and leaf == "id" and dig(body, f"{parent}.key") is not None
 
 
 def _decimal_to_number(value: decimal.Decimal, types: frozenset[str]) -> int | decimal.Decimal:

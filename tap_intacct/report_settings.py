@@ -10,7 +10,7 @@ streams are opt-in, and without them discovery and the default run are unchanged
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from intacct_api.balance_reports import (
     shift_period,
 )
 from intacct_api.reports import PollPolicy
+from tap_intacct.settings import string_list
 
 __all__ = ["BALANCE_SETTINGS", "BalanceOptions", "current_period"]
 
@@ -139,14 +140,14 @@ class BalanceOptions:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> BalanceOptions:
         """Parse; a wrong value raises ValueError naming the setting."""
-        reports = tuple(dict.fromkeys(_strings(config.get("balance_reports"))))
+        reports = tuple(dict.fromkeys(string_list(config.get("balance_reports"))))
         unknown = [r for r in reports if r not in BALANCE_REPORTS]
         if unknown:
             raise ValueError(
                 f"balance_reports: unknown report(s) {', '.join(unknown)}; choose from "
                 + ", ".join(BALANCE_REPORTS)
             )
-        dimensions = tuple(dict.fromkeys(_strings(config.get("balance_dimensions"))))
+        dimensions = tuple(dict.fromkeys(string_list(config.get("balance_dimensions"))))
         if config.get("balance_dimensions") is None:
             dimensions = DEFAULT_DIMENSIONS
         wrong = [d for d in dimensions if d not in DIMENSIONS]
@@ -156,7 +157,9 @@ class BalanceOptions:
                 + ", ".join(DIMENSIONS)
             )
         start = config.get("balance_start_period")
-        periods = tuple(sorted({parse_period(p) for p in _strings(config.get("balance_periods"))}))
+        periods = tuple(
+            sorted({parse_period(p) for p in string_list(config.get("balance_periods"))})
+        )
         if reports and not start and not periods:
             raise ValueError("balance_reports needs balance_start_period or balance_periods")
         reread = config.get("balance_reread_periods")
@@ -174,7 +177,7 @@ class BalanceOptions:
             reread_periods=reread,
             reporting_book=str(config.get("balance_reporting_book") or DEFAULT_BOOK),
             dimensions=dimensions,
-            entities=tuple(dict.fromkeys(_strings(config.get("balance_entities")))),
+            entities=tuple(dict.fromkeys(string_list(config.get("balance_entities")))),
             poll=PollPolicy(timeout, interval, max(interval, MAX_POLL_INTERVAL)),
         )
 
@@ -194,13 +197,3 @@ def current_period(today: dt.date | None = None) -> str:
     """The open period: the calendar month of today (UTC)."""
     day = today or dt.datetime.now(dt.UTC).date()
     return f"{day.year:04d}-{day.month:02d}"
-
-
-def _strings(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, Sequence):
-        return [str(v).strip() for v in value if str(v).strip()]
-    raise ValueError(f"expected a list of strings, got {value!r}")

@@ -39,7 +39,7 @@ from intacct_api.errors import IntacctError
 from intacct_api.reports import ReportError, ReportRunner
 from tap_intacct.report_settings import BalanceOptions, current_period
 from tap_intacct.sdk_overrides import SyncHookOverrides
-from tap_intacct.writer import RecordBufferedWriter
+from tap_intacct.writer import flush_held_records
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -148,9 +148,7 @@ class BalanceStream(SyncHookOverrides):
         try:
             yield from self._read(context)
         finally:
-            writer = self._tap.message_writer
-            if isinstance(writer, RecordBufferedWriter):
-                writer.flush()
+            flush_held_records(self._tap.message_writer)
 
     def _read(self, context: Context | None) -> Iterator[dict[str, Any]]:
         entity = str((context or {}).get("entity") or "")

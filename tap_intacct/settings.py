@@ -180,7 +180,7 @@ class TapOptions:
                 minutes=DEFAULT_LOOKBACK_MINUTES if lookback is None else int(lookback)
             ),
             page_size=page_size,
-            objects=tuple(_strings(config.get("objects"))),
+            objects=tuple(string_list(config.get("objects"))),
             schema_source=source,  # type: ignore[arg-type]
             entities=_entities(config.get("entities")),
             include_private=bool(config.get("include_private")),
@@ -198,7 +198,8 @@ class TapOptions:
         )
 
 
-def _strings(value: Any) -> list[str]:
+def string_list(value: Any) -> list[str]:
+    """A list setting as given (JSON list) or as text (comma-separated, from an env var)."""
     if value is None or value == "":
         return []
     if isinstance(value, str):
@@ -209,7 +210,7 @@ def _strings(value: Any) -> list[str]:
 
 
 def _entities(value: Any) -> tuple[str, ...] | Literal["all"]:
-    items = _strings(value)
+    items = string_list(value)
     if any(item.lower() == "all" for item in items):
         return "all"
     return tuple(dict.fromkeys(items))

@@ -61,7 +61,7 @@ from tap_intacct.deletes import (
 from tap_intacct.discovery import StreamDefinition
 from tap_intacct.progress import report_progress
 from tap_intacct.sdk_overrides import StreamOverrides
-from tap_intacct.writer import RecordBufferedWriter
+from tap_intacct.writer import RecordBufferedWriter, flush_held_records
 
 if TYPE_CHECKING:
     from tap_intacct.tap import TapIntacct
@@ -152,9 +152,7 @@ class IntacctStream(StreamOverrides):
         try:
             yield from self._read(context)
         finally:
-            writer = self._tap.message_writer
-            if isinstance(writer, RecordBufferedWriter):
-                writer.flush()
+            flush_held_records(self._tap.message_writer)
 
     def _read(self, context: Context | None) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
@@ -341,6 +339,8 @@ class QueryStream(IntacctStream):
         owner = self._ownership(context)
         if owner is not None and owner.field not in fields:
             fields = [*fields, owner.field]
+        shared_for: RowPlan | None = None  # the plan `shared` was built from
+        shared: Any = None
         pager = QueryPager(
             tap.client,
             object_name,
@@ -371,11 +371,13 @@ class QueryStream(IntacctStream):
                         if keep_keys:
                             seen.update(str(r["key"]) for r in page if r.get("key") is not None)
                         if owner is not None:  # each record once: see _ownership
-                            shared = (
-                                self.row_plan(None, plan.fields).convert
-                                if owner.keeps_shared
-                                else None
-                            )
+                            if shared_for is not plan:  # the shared rows' plan follows `plan`
+                                shared_for = plan
+                                shared = (
+                                    self.row_plan(None, plan.fields).convert
+                                    if owner.keeps_shared
+                                    else None
+                                )
                             yield from owner.records(page, convert, shared)
                             continue
                         # Rows are freed as they are converted, while the next page arrives.

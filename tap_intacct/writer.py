@@ -33,7 +33,7 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter, enc_hook
 from singer_sdk.singerlib.encoding.base import SingerMessageType
 from singer_sdk.singerlib.encoding.simple import Message
 
-__all__ = ["RecordBufferedWriter"]
+__all__ = ["RecordBufferedWriter", "flush_held_records"]
 
 _RECORD = SingerMessageType.RECORD
 
@@ -108,3 +108,10 @@ class RecordBufferedWriter(MsgSpecWriter):
     def _drain(self) -> None:
         sys.stdout.buffer.write(self._pending)
         self._pending.clear()
+
+
+def flush_held_records(writer: object) -> None:
+    """Write out the RECORD lines a buffered writer still holds: a stream's read ended, and
+    the SDK does not always write another message after a stream's last records."""
+    if isinstance(writer, RecordBufferedWriter):
+        writer.flush()
