@@ -337,7 +337,7 @@ class QueryStream(IntacctStream):
             fields = [f for f in fields if f != ts_field]
             plan = self.row_plan(entity, [f for f in plan.fields if f != ts_field])
         owner = self._ownership(context)
-        if owner is not None and owner.field not in fields:
+        if owner is not None and owner.field and owner.field not in fields:
             fields = [*fields, owner.field]
         shared_for: RowPlan | None = None  # the plan `shared` was built from
         shared: Any = None

@@ -576,3 +576,21 @@ def test_faults_mid_stream_yield_the_same_records(
     assert responses.get("429") == 1
     assert responses.get("503") == 1
     assert responses.get("401") == 1
+
+
+def test_an_object_without_an_entity_member_is_emitted_once_as_shared(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """Departments have no ``entity`` member: nothing is private, so with several entity
+    partitions each department comes once, from the first partition, with ``_entity`` null."""
+    department = "company-config/department"
+    config = make_config(emulator, tmp_path, objects=[department], entities="all")
+    messages = run_in_process(config)
+    emitted = records(messages, "company_config__department")
+    total = emulator.company.query(
+        {"object": department, "fields": ["key"], "size": 4000}, entity=None
+    )["ia::meta"]["totalCount"]
+    assert total > 0
+    keys = [r["key"] for r in emitted]
+    assert len(keys) == len(set(keys)) == total
+    assert {r["_entity"] for r in emitted} == {None}
