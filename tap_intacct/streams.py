@@ -187,8 +187,8 @@ class _Ownership:
     """The ownership filter of one entity partition (see :meth:`QueryStream._ownership`)."""
 
     entity: str
-    field: str  # "entity.id", or "" for an object without an entity member
     keeps_shared: bool
+    field: str = "entity.id"
 
     def records(
         self, page: list[dict[str, Any]], convert: Any, shared: Any
@@ -196,7 +196,7 @@ class _Ownership:
         """The page's records this partition owns; ``shared`` converts a shared row (the
         partition's plan with ``_entity`` null), None where shared rows belong elsewhere."""
         for row in page:
-            owner = row.get(self.field) if self.field else None
+            owner = row.get(self.field)
             if owner is None:
                 if shared is not None:
                     yield shared(row)
@@ -337,7 +337,7 @@ class QueryStream(IntacctStream):
             fields = [f for f in fields if f != ts_field]
             plan = self.row_plan(entity, [f for f in plan.fields if f != ts_field])
         owner = self._ownership(context)
-        if owner is not None and owner.field and owner.field not in fields:
+        if owner is not None and owner.field not in fields:
             fields = [*fields, owner.field]
         shared_for: RowPlan | None = None  # the plan `shared` was built from
         shared: Any = None
@@ -401,17 +401,18 @@ class QueryStream(IntacctStream):
         record, so with several entity partitions each shared record would come back once per
         entity. The rule: partition E emits the records E owns (``entity.id == E``); the
         first partition also emits the shared ones, with ``_entity`` null (the top level owns
-        them). An object without an ``entity`` member has no private records: all of it is
-        shared. (Deletion announcements are not filtered.)
+        them). A record of an object without an ``entity`` member cannot say who owns it, so
+        such an object is not filtered: each partition emits what it reads, with its entity
+        (a shared record then comes once per entity, with the same ``key``; filtering it could
+        lose a record private to a later entity). Deletion announcements are not filtered.
         """
         partitions = self.partitions
         if not context or not partitions or len(partitions) < 2:
             return None
-        entity = str(context[ENTITY])
-        has_owner = "entity" in (self.definition.schema.get("properties") or {})
+        if "entity" not in (self.definition.schema.get("properties") or {}):
+            return None
         return _Ownership(
-            entity=entity,
-            field="entity.id" if has_owner else "",
+            entity=str(context[ENTITY]),
             keeps_shared=partitions[0].get(ENTITY) == context[ENTITY],
         )
 

@@ -578,19 +578,26 @@ def test_faults_mid_stream_yield_the_same_records(
     assert responses.get("401") == 1
 
 
-def test_an_object_without_an_entity_member_is_emitted_once_as_shared(
+def test_an_object_without_an_entity_member_loses_no_record_across_entities(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    """Departments have no ``entity`` member: nothing is private, so with several entity
-    partitions each department comes once, from the first partition, with ``_entity`` null."""
+    """Departments have no ``entity`` member, so a row cannot say which entity owns it: each
+    partition emits what it reads (with its entity), and no department is lost, private ones
+    included (an earlier version requested an empty field name and failed the stream)."""
     department = "company-config/department"
+    emulator.company.seed_object(department, 25)
     config = make_config(emulator, tmp_path, objects=[department], entities="all")
     messages = run_in_process(config)
     emitted = records(messages, "company_config__department")
-    total = emulator.company.query(
-        {"object": department, "fields": ["key"], "size": 4000}, entity=None
-    )["ia::meta"]["totalCount"]
-    assert total > 0
-    keys = [r["key"] for r in emitted]
-    assert len(keys) == len(set(keys)) == total
-    assert {r["_entity"] for r in emitted} == {None}
+    every = emulator.company.query(
+        {
+            "object": department,
+            "fields": ["key"],
+            "size": 4000,
+            "filterParameters": {"includePrivate": True},
+        },
+        entity=None,
+    )["ia::result"]
+    assert every
+    assert {r["key"] for r in emitted} == {str(row["key"]) for row in every}
+    assert {r["_entity"] for r in emitted} <= {"E100", "E200", "E300"}
