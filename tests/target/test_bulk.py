@@ -37,12 +37,6 @@ CUSTOMER_SCHEMA: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def registry() -> SpecRegistry:
     return default_registry()
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +38,6 @@ CSV-6,Six,inactive,1e2,TRUE,low
 CSV-7,Seven,active,7,maybe,
 """
 VALID = {"CSV-1", "CSV-2", "CSV-6"}
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:
-        yield server
 
 
 @pytest.fixture
