@@ -90,7 +90,9 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
         self._awaiting_heap: list[int] = []
         self._states: list[tuple[int, dict]] = []
         self._last_state: dict | None = None
-        self._uncovered_keys: list[tuple[int, str]] = []
+        self._uncovered_keys: dict[str, int] = {}
+        """Key -> the last input line its request wrote: settled once a STATE after that line
+        is out (a request's records may straddle a STATE; the key waits for the last one)."""
         self._unknown_lines: set[int] = set()
         self._journal: WriteJournal | None = None
 
@@ -237,7 +239,8 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
                         self._awaiting.discard(result.line)
                 if result.idempotency_key and result.status != UNKNOWN:
                     line = result.line if result.line is not None else 0
-                    self._uncovered_keys.append((line, result.idempotency_key))
+                    known = self._uncovered_keys.get(result.idempotency_key, line)
+                    self._uncovered_keys[result.idempotency_key] = max(known, line)
             self._emit_ready_states()
 
     # -- STATE checkpoints -----------------------------------------------------------------
@@ -268,8 +271,9 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
             if state != self._last_state:
                 self._last_state = state
                 self._write_state_message(state)  # the SDK's name (see sdk_overrides)
-            covered = [key for at, key in self._uncovered_keys if at < line]
-            self._uncovered_keys = [(at, k) for at, k in self._uncovered_keys if at >= line]
+            covered = [key for key, last in self._uncovered_keys.items() if last < line]
+            for key in covered:
+                del self._uncovered_keys[key]
             if covered and self._journal is not None:
                 self._journal.settle(covered)
 
@@ -436,10 +440,10 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
                 first_unknown = min(self._unknown_lines, default=None)
                 journal.settle(
                     key
-                    for line, key in self._uncovered_keys
+                    for key, line in self._uncovered_keys.items()
                     if first_unknown is None or line < first_unknown
                 )
-                self._uncovered_keys = []
+                self._uncovered_keys = {}
             if journal.resumed:
                 self.logger.info(
                     "Re-sent %d request(s) of an interrupted run with their original "

@@ -447,3 +447,39 @@ def test_no_state_passes_an_unknown_outcome_and_the_resumed_load_settles_it_once
     assert [(r["status"], r.get("replayed")) for r in again] == [("ok", True)] * 30
     assert len(query_all(config, VENDOR, ["id"])) == 30  # nothing written twice
     assert json.loads(rerun.stdout.strip().splitlines()[-1]) == {"done": 30}
+
+
+def test_a_request_straddling_a_state_keeps_its_key_until_a_state_after_its_last_record(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A STATE in the middle of a batch does not settle that batch's key: the records after
+    the STATE will be sent again by a resuming tap, and must be replayed, not written twice."""
+    from intacct_api.write_journal import WriteJournal
+
+    events: list[tuple[str, Any]] = []
+    real_settle = WriteJournal.settle
+
+    def settle(self: WriteJournal, keys: Any) -> None:
+        keys = list(keys)
+        events.append(("settle", len(keys)))
+        real_settle(self, keys)
+
+    monkeypatch.setattr(WriteJournal, "settle", settle)
+    lines = [schema_line(VENDORS, VENDOR_SCHEMA, ["id"])]
+    for i in range(20):
+        lines.append(record_line(VENDORS, {"id": f"ST{i:02d}", "name": "straddle"}))
+        if i in (4, 14):  # mid-batch: batches are records 0-9 and 10-19
+            lines.append(state_line({"at": i + 1}))
+    target = TargetIntacct(config=config | {"operation": "create", "batch_size": 10})
+    monkeypatch.setattr(target, "write_state_line", lambda state: events.append(("state", state)))
+    target.listen(io.StringIO("\n".join(lines) + "\n"))
+    states = [e for e in events if e[0] == "state"]
+    assert states == [("state", {"at": 5}), ("state", {"at": 15})]
+    # the STATE at record 5 settles nothing: batch 1 (records 1-10) ends after it; the STATE
+    # at record 15 settles batch 1's key only; batch 2's key is settled when the load ends
+    assert events.index(("state", {"at": 5})) < events.index(("state", {"at": 15}))
+    settles = [(i, e[1]) for i, e in enumerate(events) if e[0] == "settle"]
+    first_state, second_state = events.index(states[0]), events.index(states[1])
+    assert not any(first_state < i < second_state for i, _ in settles)
+    after_second = [n for i, n in settles if i > second_state]
+    assert after_second == [1, 1]
