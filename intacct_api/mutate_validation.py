@@ -416,8 +416,12 @@ class RequestPreparer:
 
             def number(value: Any, prefix: str, name: str, dropped: list[str]) -> Any:
                 kind = type(value)
-                if kind is int or kind is float:
+                if kind is int:  # the common case checked inline: no path built, no call
+                    if -_LARGEST_INTEGER <= value <= _LARGEST_INTEGER:
+                        return value
                     return _in_range(value, prefix + name)
+                if kind is float:
+                    return value if math.isfinite(value) else _in_range(value, prefix + name)
                 if kind is str or kind is decimal.Decimal:
                     return _to_number(value, plan, prefix + name)
                 return slow(value, prefix, name, dropped)
