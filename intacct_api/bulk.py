@@ -46,7 +46,7 @@ from intacct_api.mutate_results import (
     outcomes_from_response,
 )
 from intacct_api.mutate_send import BODY_ENCODER, already_deleted
-from intacct_api.mutate_upsert import lookup_keys
+from intacct_api.mutate_upsert import lookup_keys, upsert_route
 
 if TYPE_CHECKING:
     from intacct_api.mutate import MutateEngine
@@ -185,36 +185,17 @@ class BulkWriter:
         creates = groups.setdefault(("create", entity), [])
         updates = groups.setdefault(("update", entity), [])
         for where, prepared in items:
-            if prepared.key is not None:
+            route = upsert_route(prepared, existing, match_on)
+            if isinstance(route, ItemResult):
+                outcomes[where] = route
+            elif route == "update":
                 updates.append((where, prepared))
-                continue
-            keys = existing.get(str(prepared.match_value), []) if prepared.match_value else []
-            if len(keys) > 1:
-                outcomes[where] = ItemResult(
-                    "upsert",
-                    ItemOutcome(
-                        ok=False,
-                        error=f"field '{match_on}': {len(keys)} existing records match "
-                        f"{prepared.match_value!r} (keys {', '.join(keys)}); cannot choose",
-                        error_code="ambiguousMatch",
-                    ),
-                    prepared.body,
-                )
-            elif keys:
-                prepared.key = keys[0]
-                prepared.body = {"key": keys[0], **prepared.body}
-                updates.append((where, prepared))
-            elif prepared.create_body is None:
-                invalid = ItemOutcome(
-                    ok=False, error=prepared.create_error or "invalid", error_code="invalidRecord"
-                )
-                outcomes[where] = ItemResult("create", invalid, prepared.body)
             elif prepared.match_value and str(prepared.match_value) in creating:
-                deferred.append((where, prepared))
+                deferred.append((where, prepared))  # created by this round: update next round
             else:
                 if prepared.match_value:
                     creating.add(str(prepared.match_value))
-                prepared.body = prepared.create_body
+                prepared.body = prepared.create_body or {}
                 creates.append((where, prepared))
         for operation in ("create", "update"):
             if not groups[(operation, entity)]:

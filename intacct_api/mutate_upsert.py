@@ -9,7 +9,7 @@ bodies were prepared at planning time both ways, so nothing is validated here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from intacct_api.client import DEFAULT_ENTITY
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from intacct_api.client import IntacctClient
     from intacct_api.spec import ObjectInfo
 
-__all__ = ["LOOKUP_PAGE_SIZE", "lookup_keys", "run_upsert"]
+__all__ = ["LOOKUP_PAGE_SIZE", "lookup_keys", "run_upsert", "upsert_route"]
 
 logger = logging.getLogger("intacct_api.mutate")
 
@@ -47,35 +47,48 @@ def run_upsert(sender: RequestSender, info: ObjectInfo, task: Task, match_on: st
     updates: list[PreparedItem] = []
     out: Outcomes = {}
     for prepared in task.items:
-        if prepared.key is not None:  # carried its key: an update, no look-up needed
+        route = upsert_route(prepared, existing, match_on)
+        if isinstance(route, ItemResult):
+            out[prepared.pos] = route
+        elif route == "update":
             updates.append(prepared)
-            continue
-        keys = existing.get(str(prepared.match_value), []) if prepared.match_value else []
-        if len(keys) > 1:
-            ambiguous = ItemOutcome(
-                ok=False,
-                error=f"field '{match_on}': {len(keys)} existing records match "
-                f"{prepared.match_value!r} (keys {', '.join(keys)}); cannot choose",
-                error_code="ambiguousMatch",
-            )
-            out[prepared.pos] = ItemResult("upsert", ambiguous, prepared.body)
-        elif keys:
-            prepared.key = keys[0]
-            prepared.body = {"key": keys[0], **prepared.body}
-            updates.append(prepared)
-        elif prepared.create_body is None:  # new, and not a valid create (planning said why)
-            invalid = ItemOutcome(
-                ok=False, error=prepared.create_error or "invalid", error_code="invalidRecord"
-            )
-            out[prepared.pos] = ItemResult("create", invalid, prepared.body)
         else:
-            prepared.body = prepared.create_body
+            prepared.body = prepared.create_body or {}
             creates.append(prepared)
     if creates:
         out.update(sender.send(info, "create", task.entity, creates))
     if updates:
         out.update(sender.send(info, "update", task.entity, updates))
     return out
+
+
+def upsert_route(
+    prepared: PreparedItem, existing: Mapping[str, list[str]], match_on: str
+) -> str | ItemResult:
+    """Where one upsert record goes after the look-up: ``"update"`` (it now carries the key
+    it was found under), ``"create"`` (its planned create body is valid), or the failed
+    result (several records match, or it is new but not a valid create)."""
+    if prepared.key is not None:  # carried its key: an update, no look-up needed
+        return "update"
+    keys = existing.get(str(prepared.match_value), []) if prepared.match_value else []
+    if len(keys) > 1:
+        ambiguous = ItemOutcome(
+            ok=False,
+            error=f"field '{match_on}': {len(keys)} existing records match "
+            f"{prepared.match_value!r} (keys {', '.join(keys)}); cannot choose",
+            error_code="ambiguousMatch",
+        )
+        return ItemResult("upsert", ambiguous, prepared.body)
+    if keys:
+        prepared.key = keys[0]
+        prepared.body = {"key": keys[0], **prepared.body}
+        return "update"
+    if prepared.create_body is None:  # new, and not a valid create (planning said why)
+        invalid = ItemOutcome(
+            ok=False, error=prepared.create_error or "invalid", error_code="invalidRecord"
+        )
+        return ItemResult("create", invalid, prepared.body)
+    return "create"
 
 
 def lookup_keys(
