@@ -63,10 +63,14 @@ import itertools
 import logging
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import lru_cache
 from typing import Any, Literal, Protocol
+
+import msgspec
 
 from intacct_api.client import DEFAULT_ENTITY
 from intacct_api.errors import IntacctAPIError, IntacctError
+from intacct_api.records import QueryRow, row_struct
 
 __all__ = [
     "KEY_FIELD",
@@ -128,6 +132,28 @@ class _Cursor:
 
 class _Response(Protocol):
     def json(self) -> Any: ...
+
+
+class _Meta(msgspec.Struct, gc=False):
+    """The part of ``ia::meta`` paging reads."""
+
+    next: Any = None
+    totalCount: Any = None  # noqa: N815 - the wire name
+
+
+@lru_cache(maxsize=64)
+def _page_decoder(row_type: type[QueryRow]) -> msgspec.json.Decoder[Any]:
+    """A decoder of a whole answer whose rows become ``row_type`` structs (no per-row dict)."""
+    page_type = msgspec.defstruct(
+        "QueryPage",
+        [
+            ("result", list[row_type], msgspec.field(default_factory=list)),  # type: ignore[valid-type]
+            ("meta", _Meta, msgspec.field(default_factory=_Meta)),
+        ],
+        rename={"result": "ia::result", "meta": "ia::meta"},
+        gc=False,
+    )
+    return msgspec.json.Decoder(page_type)
 
 
 class _KeyOrder:
@@ -210,6 +236,12 @@ class QueryPager:
     ``timestamp_field`` + ``key_field`` (``timestamp_field=None``: key only). ``mode="offset"``
     follows ``ia::meta.next`` with the caller's ``order_by``. ``entity`` is passed to the client
     as is (``DEFAULT_ENTITY`` = the connection's default entity, ``None`` = top level).
+
+    ``typed_rows=True`` decodes each answer straight into generated structs
+    (:func:`~intacct_api.records.row_struct`, one per field list) instead of dicts: under
+    half the decoding time and memory on the tap's hot path. Such rows are read by path with
+    ``row.get(path)``/``row[path]`` and converted by a :class:`~intacct_api.records.RowPlan`;
+    an answer whose shape the struct cannot hold is decoded as before (dict rows).
     """
 
     def __init__(
@@ -227,6 +259,7 @@ class QueryPager:
         mode: Literal["keyset", "offset"] | None = None,
         timestamp_field: str | None = MODIFIED_FIELD,
         key_field: str = KEY_FIELD,
+        typed_rows: bool = False,
     ) -> None:
         if not fields:
             raise ValueError(f"{object_name}: a query needs at least one field")
@@ -245,6 +278,7 @@ class QueryPager:
         self.mode: Literal["keyset", "offset"] = mode or ("offset" if order_by else "keyset")
         self.timestamp_field = timestamp_field if self.mode == "keyset" else None
         self.key_field = key_field
+        self.typed_rows = typed_rows
         self.pages = 0
         """Pages received (query calls that returned rows or ended the sequence)."""
         self.calls = 0
@@ -451,7 +485,12 @@ class QueryPager:
         while True:
             self.calls += 1
             try:
-                payload = self.client.query(body, entity=self.entity).json()
+                response = self.client.query(body, entity=self.entity)
+                if self.typed_rows:
+                    typed = self._decode_typed(response, body["fields"])
+                    if typed is not None:
+                        return typed
+                payload = response.json()
             except IntacctAPIError as exc:
                 refused = exc.refused_query_field()
                 ts = self.timestamp_field
@@ -474,6 +513,25 @@ class QueryPager:
         self.rows += len(rows)
         logger.debug("%s: page %d, %d rows (next=%s)", self.object_name, self.pages, len(rows), nxt)
         return rows, nxt, total if isinstance(total, int) else None
+
+    def _decode_typed(
+        self, response: Any, fields: Sequence[str]
+    ) -> tuple[list[Any], Any, int | None] | None:
+        """The page as struct rows, or None when the answer's shape needs the dict path."""
+        content = getattr(response, "content", None)
+        if not isinstance(content, bytes | bytearray) or not content.strip():
+            return None
+        try:
+            page = _page_decoder(row_struct(tuple(fields))).decode(content)
+        except msgspec.ValidationError:
+            return None
+        rows: list[Any] = page.result
+        self.pages += 1
+        self.rows += len(rows)
+        total = page.meta.totalCount
+        nxt = page.meta.next
+        logger.debug("%s: page %d, %d rows (next=%s)", self.object_name, self.pages, len(rows), nxt)
+        return rows, nxt, total if isinstance(total, int) and not isinstance(total, bool) else None
 
     def _match_field(self, refused: str) -> str | None:
         """Our field path for the name Intacct reported (exact, any case, or last segment)."""

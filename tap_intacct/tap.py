@@ -7,6 +7,7 @@ from the shared ``QueryPager``; this module only wires settings, discovery and s
 
 from __future__ import annotations
 
+import gc
 import logging
 import weakref
 from functools import cached_property
@@ -177,6 +178,8 @@ class TapIntacct(IntacctPluginMixin, TapOverrides):
         with people_errors(self.logger, self.config, ENV_PREFIX):
             if any(stream.selected for stream in self.streams.values()):
                 self.client.token_provider().access_token()
+            gc.collect()
+            gc.freeze()  # start-up objects (spec, SDK) are never scanned again by the per-page pass
             super().sync_all()
 
     def run_discovery(self) -> str:

@@ -442,3 +442,42 @@ def test_prefetched_keyset_paging_loses_nothing_when_rows_change(tmp_path: Path)
     for key in changed["ahead"]:
         assert names[key] == f"moved {key}"
     assert names[changed["behind"]] == "changed behind the cursor"
+
+
+def test_typed_rows_read_the_same_rows_at_the_same_cost(
+    emulator: EmulatorServer, client: IntacctClient
+) -> None:
+    """Struct rows (the tap's hot path) hold exactly what dict rows hold, page by page."""
+    emulator.set_faults(refuse_query_fields={CUSTOMER: ["totalDue"]})
+    plain = QueryPager(client, CUSTOMER, FIELDS, page_size=300)
+    typed = QueryPager(client, CUSTOMER, FIELDS, page_size=300, typed_rows=True)
+    plain_pages, typed_pages = list(plain), list(typed)
+    assert typed.dropped_fields == plain.dropped_fields == ["totalDue"]
+    assert (typed.calls, typed.pages) == (plain.calls, plain.pages) == (4, 3)
+    assert [len(p) for p in typed_pages] == [len(p) for p in plain_pages]
+    wanted = [f for f in FIELDS if f != "totalDue"]
+    for plain_row, typed_row in zip(
+        (r for p in plain_pages for r in p), (r for p in typed_pages for r in p), strict=True
+    ):
+        assert not isinstance(typed_row, dict)
+        assert {f: typed_row[f] for f in wanted} == {f: plain_row.get(f) for f in wanted}
+
+
+class _OddAnswer:
+    """An answer whose ``ia::result`` is not a list of rows: the typed decoder cannot hold it."""
+
+    content = b'{"ia::result": {"unexpected": true}, "ia::meta": {"next": null}}'
+
+    def json(self) -> Any:
+        return {"ia::result": {"unexpected": True}, "ia::meta": {"next": None}}
+
+
+class _OddClient:
+    def query(self, body: dict[str, Any], *, entity: Any = None) -> _OddAnswer:
+        return _OddAnswer()
+
+
+def test_typed_rows_fall_back_to_the_dict_path_on_an_odd_answer() -> None:
+    pager = QueryPager(_OddClient(), CUSTOMER, FIELDS, typed_rows=True)
+    assert list(pager) == []  # read as before: no rows, no crash
+    assert pager.calls == 1

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+import pytest
+
 from intacct_api.records import (
     RowPlan,
     SchemaPruner,
@@ -12,7 +15,9 @@ from intacct_api.records import (
     flatten,
     nest,
     queryable_schema,
+    row_struct,
 )
+from intacct_api.scalars import field_kinds
 from intacct_api.spec import default_registry
 
 SCHEMA: dict[str, Any] = {
@@ -297,3 +302,51 @@ def test_any_mapping_converts_the_same_and_is_never_changed() -> None:
     sparse: defaultdict[str, Any] = defaultdict(lambda: "invented", {"key": "1", "a.c": "x"})
     assert plan(sparse) == expected  # a missing key is None, never a default factory's value
     assert set(sparse) == {"key", "a.c"}
+
+
+def _struct_row(fields: tuple[str, ...], row: dict[str, Any]) -> Any:
+    """``row`` as the pager's typed decoding would hand it over (decoded from JSON bytes)."""
+    page = msgspec.json.encode({"ia::result": [row]})
+    return msgspec.json.decode(page, type=dict[str, list[row_struct(fields)]])["ia::result"][0]  # type: ignore[misc]
+
+
+def test_struct_rows_convert_exactly_like_dict_rows_on_a_real_object() -> None:
+    """The typed path (slots read directly) is checked against the dict path, value kinds
+    included: numbers in decimal/string fields, empty strings, strays and missing fields."""
+    info = default_registry().object("accounts-receivable/customer")
+    fields = field_paths(info.record_schema())
+    kinds = field_kinds(info.record_schema())
+    assert {"decimal", "boolean", "string"} <= set(kinds.values())
+    plan = RowPlan(
+        fields,
+        aliases={"_modified_at": "audit.modifiedDateTime"},
+        constants={"_entity": "E1"},
+        kinds=kinds,
+    )
+    wire = tuple(fields)
+    odd: dict[str, Any] = {}
+    for i, path in enumerate(fields):
+        kind = kinds.get(path)
+        odd[path] = {"decimal": 12.5, "boolean": i % 2 == 0, "string": i}.get(kind or "", f"v{i}")
+    full = {f: f"v{i}" for i, f in enumerate(fields)} | {"API_QUERY_ALIAS__25": "x"}
+    sparse = {f: i for i, f in enumerate(fields) if i % 3 == 0}
+    empty_amounts = {f: "" for f, k in kinds.items() if k == "decimal"}
+    for row in (full, odd, sparse, empty_amounts, {}):
+        typed = _struct_row(wire, row)
+        assert plan(typed) == plan(dict.fromkeys(fields) | row), sorted(row)[:3]
+    # a narrower row type (a field dropped after REST-1106): the missing field is None
+    narrower = _struct_row(wire[1:], full)
+    assert plan(narrower) == plan({**full, fields[0]: None})
+
+
+def test_struct_rows_read_by_path_like_the_flat_dict() -> None:
+    row = _struct_row(
+        ("key", "audit.modifiedDateTime", "vendor.id"), {"key": "7", "vendor.id": "V"}
+    )
+    assert row["key"] == "7"
+    assert row.get("audit.modifiedDateTime") is None
+    assert row.get("vendor.id") == "V"
+    assert row.get("nope", 1) == 1
+    with pytest.raises(KeyError):
+        row["nope"]
+    assert row_struct(("key", "id")) is row_struct(("key", "id"))  # generated once per field list
