@@ -48,7 +48,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
 
 from intacct_api.client import DEFAULT_ENTITY
-from intacct_api.pager import QueryPager, ReplicationFieldRefusedError
+from intacct_api.pager import KEY_FIELD, QueryPager, ReplicationFieldRefusedError
 from intacct_api.records import RowPlan, SchemaPruner, field_paths
 from tap_intacct.columns import DELETED_AT, ENTITY, MODIFIED_AT, SYNTHETIC_COLUMNS
 from tap_intacct.deletes import (
@@ -61,6 +61,14 @@ from tap_intacct.deletes import (
 from tap_intacct.discovery import StreamDefinition
 from tap_intacct.progress import report_progress
 from tap_intacct.sdk_overrides import StreamOverrides
+from tap_intacct.slices import (
+    SLICES_STATE,
+    SlicedReader,
+    SlicePlan,
+    key_edges,
+    slicing_range,
+    time_edges,
+)
 from tap_intacct.writer import RecordBufferedWriter, flush_held_records
 
 if TYPE_CHECKING:
@@ -113,6 +121,8 @@ class IntacctStream(StreamOverrides):
         self._state_dict: dict[str, Any] | None = None
         self._full_table = False
         """This partition is read in full: its query refuses the replication field."""
+        self._partial_read = False
+        """This partition's sliced read resumed an interrupted one: not every key is seen."""
 
     # -- ordering and state -------------------------------------------------------------------
 
@@ -202,6 +212,51 @@ class _Ownership:
                     yield shared(row)
             elif str(owner) == self.entity:
                 yield convert(row)
+
+
+class _PageRecords:
+    """A page of rows -> the partition's records: ownership filter, plans for dropped fields,
+    the keys kept for keyscan deletes. Rows are freed as they are converted."""
+
+    def __init__(
+        self,
+        stream: QueryStream,
+        entity: str | None,
+        plan: RowPlan,
+        owner: _Ownership | None,
+        seen: set[str] | None,
+    ) -> None:
+        self.stream = stream
+        self.entity = entity
+        self.fields = list(plan.fields)
+        self.plans: dict[tuple[str, ...], RowPlan] = {(): plan}
+        self.shared: dict[tuple[str, ...], Any] = {}
+        self.owner = owner
+        self.seen = seen
+
+    def records(
+        self, page: list[dict[str, Any]], dropped: tuple[str, ...]
+    ) -> Iterator[dict[str, Any]]:
+        plan = self.plans.get(dropped)
+        if plan is None:
+            fields = [f for f in self.fields if f not in dropped]
+            plan = self.plans[dropped] = self.stream.row_plan(self.entity, fields)
+        if self.seen is not None:
+            self.seen.update(str(r["key"]) for r in page if r.get("key") is not None)
+        owner = self.owner
+        if owner is not None:  # each record once: see QueryStream._ownership
+            if dropped not in self.shared:  # the shared rows' plan follows `plan`
+                self.shared[dropped] = (
+                    self.stream.row_plan(None, plan.fields).convert if owner.keeps_shared else None
+                )
+            yield from owner.records(page, plan.convert, self.shared[dropped])
+            return
+        convert = plan.convert
+        # Rows are freed as they are converted, while the next page arrives.
+        page.reverse()
+        pop = page.pop
+        while page:
+            yield convert(pop())
 
 
 class QueryStream(IntacctStream):
@@ -310,8 +365,10 @@ class QueryStream(IntacctStream):
             )
             seen.clear()
             yield from self._read_pages(context, entity_arg, entity, seen)
-        keep_keys = options.deletes == "keyscan" and (
-            self._full_table or not self.start_filters(context)
+        keep_keys = (
+            options.deletes == "keyscan"
+            and (self._full_table or not self.start_filters(context))
+            and not self._partial_read
         )
         if options.deletes == "keyscan":
             yield from self._keyscan_deletions(
@@ -323,7 +380,11 @@ class QueryStream(IntacctStream):
     def _read_pages(
         self, context: Context | None, entity_arg: Any, entity: str | None, seen: set[str]
     ) -> Iterator[dict[str, Any]]:
-        """The records of one query over the partition (incremental, or in full on key)."""
+        """The records of one query over the partition (incremental, or in full on key).
+
+        With ``parallel_slices`` > 1 the query is split into slices read at once
+        (:mod:`tap_intacct.slices`); otherwise one keyset read, one page prefetched.
+        """
         tap = self.intacct_tap
         options = tap.options
         object_name = self.definition.object_name
@@ -331,7 +392,6 @@ class QueryStream(IntacctStream):
         plan = self.row_plan(entity)
         ts_field = self.definition.timestamp_field
         filters = [] if self._full_table else self.start_filters(context)
-        keep_keys = options.deletes == "keyscan" and not filters
         fields = plan.requested_fields()
         if self._full_table and ts_field:
             fields = [f for f in fields if f != ts_field]
@@ -339,60 +399,174 @@ class QueryStream(IntacctStream):
         owner = self._ownership(context)
         if owner is not None and owner.field not in fields:
             fields = [*fields, owner.field]
-        shared_for: RowPlan | None = None  # the plan `shared` was built from
-        shared: Any = None
-        pager = QueryPager(
-            tap.client,
-            object_name,
-            fields,
-            filters=filters,
-            page_size=options.page_size,
-            include_private=options.include_private,
-            entity=entity_arg,
-            timestamp_field=None if self._full_table else ts_field,
-        )
+        timestamp_field = None if self._full_table else ts_field
         started = time.monotonic()
-        dropped: tuple[str, ...] = ()
-        convert = plan.convert
+        slices = self._slice_plan(context, entity_arg, filters) if self.parallel_reads else None
+        self._partial_read = bool(slices and slices.started)
+        keep_keys = options.deletes == "keyscan" and not filters and not self._partial_read
+        emit = _PageRecords(self, entity, plan, owner, seen if keep_keys else None)
+
+        def make_pager(filters: list[dict[str, Any]], expression: str | None = None) -> QueryPager:
+            return QueryPager(
+                tap.client,
+                object_name,
+                fields,
+                filters=filters,
+                filter_expression=expression,
+                page_size=options.page_size,
+                include_private=options.include_private,
+                entity=entity_arg,
+                timestamp_field=timestamp_field,
+            )
+
+        if slices is not None:
+            yield from self._read_slices(context, slices, make_pager, emit, started)
+            return
+        pager = make_pager(filters)
         with metrics.http_request_counter(self.name, "/services/core/query") as requests:
             requests.with_context(context)
             try:
                 with contextlib.closing(pager.prefetched()) as pages:
-                    for page, now_dropped in pages:
-                        if now_dropped != dropped:
-                            dropped = now_dropped
-                            plan = self.row_plan(
-                                entity, [f for f in plan.fields if f not in dropped]
-                            )
-                            convert = plan.convert
-                        self._extracted_at = dt.datetime.now(dt.UTC)
-                        self.stats.records += len(page)
-                        report_progress(self, self.stats.pages + pager.pages)
-                        if keep_keys:
-                            seen.update(str(r["key"]) for r in page if r.get("key") is not None)
-                        if owner is not None:  # each record once: see _ownership
-                            if shared_for is not plan:  # the shared rows' plan follows `plan`
-                                shared_for = plan
-                                shared = (
-                                    self.row_plan(None, plan.fields).convert
-                                    if owner.keeps_shared
-                                    else None
-                                )
-                            yield from owner.records(page, convert, shared)
-                            continue
-                        # Rows are freed as they are converted, while the next page arrives.
-                        page.reverse()
-                        pop = page.pop
-                        while page:
-                            yield convert(pop())
+                    for page, dropped in pages:
+                        self._page_arrived(len(page), pager.pages)
+                        yield from emit.records(page, dropped)
             finally:
                 requests.increment(pager.calls)
-                self.stats.pages += pager.pages
-                self.stats.query_calls += pager.calls
-                for name in pager.dropped_fields:
-                    if name not in self.stats.dropped_fields:
-                        self.stats.dropped_fields.append(name)
-                self.stats.seconds += time.monotonic() - started
+                self._count_read(pager.pages, pager.calls, pager.dropped_fields, started)
+
+    def _page_arrived(self, rows: int, pages_so_far: int) -> None:
+        self._extracted_at = dt.datetime.now(dt.UTC)
+        self.stats.records += rows
+        report_progress(self, self.stats.pages + pages_so_far)
+
+    def _count_read(self, pages: int, calls: int, dropped: Iterable[str], started: float) -> None:
+        self.stats.pages += pages
+        self.stats.query_calls += calls
+        for name in dropped:
+            if name not in self.stats.dropped_fields:
+                self.stats.dropped_fields.append(name)
+        self.stats.seconds += time.monotonic() - started
+
+    # -- parallel partitioned reads (parallel_slices > 1) -------------------------------------
+
+    @property
+    def parallel_reads(self) -> bool:
+        """``parallel_slices`` > 1: partitions are read in slices at once, records unordered."""
+        tap = getattr(self, "intacct_tap", None)
+        return tap is not None and tap.options.parallel_slices > 1
+
+    @property
+    def is_sorted(self) -> bool:
+        """Sorted (resumable bookmark per record) unless slices are read at once."""
+        return self.replication_key is not None and not self.parallel_reads
+
+    @property
+    def check_sorted(self) -> bool:
+        """Sliced reads are unsorted: True makes the SDK keep the *largest* value read (its
+        progress marker) rather than the last; sorted reads keep False (look-back rows)."""
+        return self.parallel_reads
+
+    def _slice_plan(
+        self, context: Context | None, entity_arg: Any, filters: list[dict[str, Any]]
+    ) -> SlicePlan | None:
+        """The slices of this partition's read: an interrupted run's from the state (finished
+        slices skipped), or new ones from the range of the slicing field; None = read
+        sequentially (nothing to split)."""
+        tap = self.intacct_tap
+        state = self.get_context_state(context)
+        ts_field = self.definition.timestamp_field
+        field = KEY_FIELD if self._full_table or not ts_field else ts_field
+        resumed = SlicePlan.from_state(state.get(SLICES_STATE), field)
+        if resumed is not None and resumed.pending():
+            self.logger.info(
+                "%s: resuming an interrupted parallel read: %d of %d slices left",
+                self.name,
+                len(resumed.pending()),
+                len(resumed.slices),
+            )
+            return resumed
+        state.pop(SLICES_STATE, None)
+        lower = filters[0]["$gte"][field] if filters and field == ts_field else None
+        bounds = slicing_range(
+            tap.client,
+            self.definition.object_name or "",
+            field,
+            lower=lower,
+            entity=entity_arg,
+            include_private=tap.options.include_private,
+            timestamp_field=None if self._full_table else ts_field,
+        )
+        self.stats.query_calls += 2
+        if bounds is None:
+            return None
+        n = tap.options.parallel_slices
+        edges = time_edges(*bounds, n) if field == ts_field else key_edges(*bounds, n)
+        if not edges:
+            return None
+        return SlicePlan.from_edges(field, lower, edges, nulls=lower is None and field != KEY_FIELD)
+
+    def _read_slices(
+        self,
+        context: Context | None,
+        slices: SlicePlan,
+        make_pager: Any,
+        emit: _PageRecords,
+        started: float,
+    ) -> Iterator[dict[str, Any]]:
+        """The slices' pages as they arrive; progress kept in the partition state per page."""
+        tap = self.intacct_tap
+        state = self.get_context_state(context)
+        bookmarked = bool(
+            self.replication_method == "INCREMENTAL"
+            and self.replication_key
+            and slices.field == self.definition.timestamp_field
+        )
+        original = state.get("replication_key_value")
+
+        def save() -> None:
+            state[SLICES_STATE] = slices.to_state()
+            if bookmarked:
+                self._set_bookmark(state, slices.watermark() or original)
+
+        reader = SlicedReader(
+            slices.pending(),
+            lambda s: make_pager(*slices.filters(s)),
+            workers=tap.connection.max_concurrency,
+        )
+        self.logger.info(
+            "%s: reading %d slices of %s at once (parallel_slices)",
+            self.name,
+            len(reader.slices),
+            slices.field,
+        )
+        save()
+        with metrics.http_request_counter(self.name, "/services/core/query") as requests:
+            requests.with_context(context)
+            try:
+                with contextlib.closing(reader.pages()) as pages:
+                    for piece, page, dropped in pages:
+                        if page is None:
+                            piece.done = True
+                        else:
+                            self._page_arrived(len(page), reader.pages_read)
+                            last = page[-1].get(slices.field)
+                            yield from emit.records(page, dropped)
+                            if last is not None:
+                                piece.resume = last
+                        save()
+            finally:
+                requests.increment(reader.calls + 2)
+                self._count_read(reader.pages_read, reader.calls, reader.dropped_fields(), started)
+        state.pop(SLICES_STATE, None)
+        if bookmarked:
+            self._set_bookmark(state, original)
+
+    def _set_bookmark(self, state: dict[str, Any], value: Any) -> None:
+        if value is None:
+            state.pop("replication_key_value", None)
+            return
+        state["replication_key"] = self.replication_key
+        state["replication_key_value"] = value
 
     def _ownership(self, context: Context | None) -> _Ownership | None:
         """Which rows an entity partition emits, so each record appears once.
