@@ -36,10 +36,12 @@ __all__ = [
     "OPERATIONS",
     "MutateItem",
     "MutatePlan",
+    "OwnerRoute",
     "Planner",
     "PreparedItem",
     "Task",
     "TaskKind",
+    "owner_route",
 ]
 
 logger = logging.getLogger("intacct_api.mutate")
@@ -184,10 +186,11 @@ class Planner:
             schema = self.registry.operation(op_id).request_schema()
         if not schema or not schema.get("properties"):
             schema = info.record_schema()
+        required = required_members(info, operation, via_owner=via_owner)
         preparer = RequestPreparer(
-            schema,
+            writable_required(schema, required),
             operation=operation,
-            required=required_members(info, operation, via_owner=via_owner),
+            required=required,
             object_name=info.name,
             keep_fields=("key",) if operation == "update" else (),
             max_string_length=self.max_string_length,
@@ -259,6 +262,9 @@ class Planner:
                 return None, f"{label(item)}: field 'key': a delete needs the record's key"
             owner_key = owner_key_of(info, record)
             if owner_key is not None:  # a line: delete it through its owner
+                problem = self.owner_write_problem(info)
+                if problem is not None:
+                    return None, f"{label(item)}: {problem}"
                 body = {"key": key, "ia::operation": "delete"}
                 return PreparedItem(pos, item, body, key, [], owner_key), TaskKind.LINE_DELETE
             return PreparedItem(pos, item, {"key": key}, key), TaskKind.DELETE
@@ -339,34 +345,10 @@ class Planner:
         return PreparedItem(pos, item, body, key, warnings, str(owner_key)), kind
 
     def owner_write_problem(self, info: ObjectInfo) -> str | None:
-        """Why lines of ``info`` cannot be written through their owner, or None.
-
-        Decided from the spec at planning time, so a dry run refuses exactly what the real run
-        could not write: an owner without an update operation (its lines are written only
-        inside a new owner), an owner that is itself a line (written through its own owner),
-        an owner whose path needs a parameter beyond the key (``document::{documentName}``).
-        """
-        owner_name = info.owner
-        assert owner_name is not None
-        owner = self.registry.object(owner_name)
-        if owner.update_operation_id is None:
-            if owner.owner is not None:
-                return (
-                    f"{info.name} belongs to {owner_name}, itself written through "
-                    f"{owner.owner}: write it inside that record's lines"
-                )
-            return (
-                f"{info.name} can only be written inside a new {owner_name} (Intacct has no "
-                f"update for {owner_name}): create the {owner_name} with its lines"
-            )
-        path = self.registry.operation(owner.update_operation_id).path
-        extra = [p for p in _PATH_PARAMETER.findall(path) if p != "key"]
-        if extra:
-            return (
-                f"{owner_name} is addressed by {', '.join(extra)} as well as its key; "
-                "write its lines with `intacct call` and that parameter"
-            )
-        return None
+        """Why lines of ``info`` cannot be written through their owner, or None (see
+        :func:`owner_route`)."""
+        route = owner_route(self.registry, info)
+        return route if isinstance(route, str) else None
 
     def _read_only_warnings(self, info: ObjectInfo, dropped: Sequence[str]) -> list[str]:
         if not dropped:
@@ -379,6 +361,85 @@ class Planner:
         if first and not self.dry_run:
             logger.warning("%s: %s (Intacct sets them itself)", info.name, message)
         return [message]
+
+
+# -- owners -------------------------------------------------------------------------------
+
+DOCUMENT_NAME = "documentName"
+"""The path parameter of objects addressed as ``{object}::{documentName}/{key}``."""
+
+
+@dataclass(frozen=True)
+class OwnerRoute:
+    """Where the lines of an owned object are written: inside a PATCH of ``target``, their
+    owner, or, when the owner is itself a line (``via``: a journal-entry line owning tax
+    entries), the owner's owner, whose element for that line carries them. ``named``: the
+    target's path names its transaction definition (``document::{documentName}/{key}``)."""
+
+    target: str
+    via: str | None = None
+    named: bool = False
+
+
+def owner_route(registry: SpecRegistry, info: ObjectInfo) -> OwnerRoute | str:
+    """How lines of ``info`` reach Intacct, or why they cannot (a message).
+
+    Decided from the spec alone, so a dry run refuses exactly what the real run could not
+    write. Refused: an owner without an update operation that is not itself a line, or whose
+    own owner has none either (Intacct has no endpoint for such lines: they exist only inside
+    a new top-level record, created with its lines), and a path parameter other than the key
+    and ``documentName``.
+    """
+    owner_name = info.owner
+    assert owner_name is not None
+    owner = registry.object(owner_name)
+    read_only = _read_only_list(registry, owner, info.name)
+    if read_only is not None:
+        return (
+            f"{info.name} cannot be written: Sage's spec marks {owner_name}.{read_only} "
+            "read-only (Intacct fills it)"
+        )
+    target, via = owner, None
+    if owner.update_operation_id is None and owner.owner is not None:
+        target, via = registry.object(owner.owner), owner
+    if target.update_operation_id is None and target.create_operation_id is None:
+        return (
+            f"{info.name} cannot be written: Intacct has neither a create nor an update for "
+            f"{target.name}"
+        )
+    if target.update_operation_id is None:
+        top = target.name
+        inside = f"its {owner_name} lines and their lines" if via is not None else "its lines"
+        return (
+            f"{info.name} can only be written inside a new {top} (Intacct has no update for "
+            f"{top}): create the {top} with {inside}"
+        )
+    path = registry.operation(target.update_operation_id).path
+    extra = [p for p in _PATH_PARAMETER.findall(path) if p not in ("key", DOCUMENT_NAME)]
+    if extra:
+        return (
+            f"{target.name} is addressed by {', '.join(extra)} as well as its key; "
+            "write its lines with `intacct call` and that parameter"
+        )
+    return OwnerRoute(target.name, via.name if via is not None else None, DOCUMENT_NAME in path)
+
+
+def _read_only_list(registry: SpecRegistry, owner: ObjectInfo, owned: str) -> str | None:
+    """The owner's list of ``owned`` records when every write request of the owner marks it
+    read-only (a bank reconciliation's source records), else None."""
+    props = [prop for prop, name in owner.owned_lists.items() if name == owned]
+    schemas = [
+        registry.operation(op_id).request_schema() or {}
+        for op_id in (owner.create_operation_id, owner.update_operation_id)
+        if op_id is not None
+    ]
+    if not props or not schemas:
+        return None
+    for prop in props:
+        nodes = [(schema.get("properties") or {}).get(prop) for schema in schemas]
+        if any(not isinstance(node, Mapping) or not node.get("readOnly") for node in nodes):
+            return None
+    return props[0]
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -422,6 +483,43 @@ def required_members(info: ObjectInfo, operation: str, *, via_owner: bool) -> tu
         for name in info.required_on_create
         if name != back_ref and not name.startswith(back_ref + ".")
     )
+
+
+def writable_required(schema: Mapping[str, Any], required: Sequence[str]) -> dict[str, Any]:
+    """``schema`` with the members required on create writable: a spec that requires a member
+    it marks read-only (``id`` of a fixed-asset depreciation rule) gets the value sent when
+    given, instead of a record refused for lacking what it was never allowed to send (FIDELITY
+    W17, assumed). Copies only the nodes on the way to such a member."""
+
+    def unlock(node: Mapping[str, Any], parts: list[str]) -> dict[str, Any]:
+        props = node.get("properties")
+        if not isinstance(props, Mapping) or parts[0] not in props:
+            return dict(node)
+        member = props[parts[0]]
+        if not isinstance(member, Mapping):
+            return dict(node)
+        changed = {k: v for k, v in member.items() if k != "readOnly"}
+        if len(parts) > 1:
+            changed = unlock(changed, parts[1:])
+        return {**node, "properties": {**props, parts[0]: changed}}
+
+    out = dict(schema)
+    for path in required:
+        if _read_only_on_path(out, path.split(".")):
+            out = unlock(out, path.split("."))
+    return out
+
+
+def _read_only_on_path(node: Mapping[str, Any], parts: list[str]) -> bool:
+    for part in parts:
+        props = node.get("properties")
+        member = props.get(part) if isinstance(props, Mapping) else None
+        if not isinstance(member, Mapping):
+            return False
+        if member.get("readOnly"):
+            return True
+        node = member
+    return False
 
 
 def owner_key_of(info: ObjectInfo, record: Mapping[str, Any]) -> str | None:

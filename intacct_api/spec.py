@@ -599,8 +599,10 @@ def _link_owned(objects: dict[str, ObjectInfo]) -> None:
 
 
 def _owner_property(owned: ObjectInfo, owner: str) -> str | None:
-    """The owned record's member referencing ``owner``: named after it (``bill``); failing
-    that, a reference whose example ``href`` points at the owner's collection (``arAdvance``
+    """The owned record's member referencing ``owner``: named after it (``bill``) or after it
+    with ``Header`` (``documentHeader`` on an order-entry document line, which Sage's schema
+    requires on create, where ``relatedDocument`` is a change order's source); failing that, a
+    reference whose example ``href`` points at the owner's collection (``arAdvance``
     -> ``/objects/accounts-receivable/advance/23``); failing that, the one reference named
     after the owner with a prefix (``apAdvance``, whose example href Sage misspelled)."""
     if owned._resolver is None:
@@ -609,6 +611,8 @@ def _owner_property(owned: ObjectInfo, owner: str) -> str | None:
     named = _camel(owner.partition("/")[2])
     if named in props:
         return named
+    if named + "Header" in props:  # document lines: `documentHeader` (required on create)
+        return named + "Header"
     prefix = f"/objects/{owner}/"
     suffix = named[:1].upper() + named[1:]
     qualified: list[str] = []  # `apAdvance` for `advance`: the owner's name with a prefix

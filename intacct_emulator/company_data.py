@@ -58,6 +58,7 @@ class CompanyData:
         self.models = ModelBuilder(registry)
         self._lock = threading.RLock()
         self._skeletons: dict[str, dict[str, Any]] = {}
+        self._document_named: dict[str, bool] = {}
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -90,6 +91,36 @@ class CompanyData:
             raise unknown_resource(object_name)
         return found
 
+    def named(self, object_name: str) -> tuple[ObjectInfo, str | None]:
+        """The object of a write or read path and the document name it carries:
+        ``order-entry/document::Sales Invoice`` -> (the document object, ``Sales Invoice``).
+        ``::{documentName}`` is accepted only where the spec has such a path."""
+        base, sep, document = object_name.partition("::")
+        if not sep:
+            return self.info(object_name), None
+        info = self.info(base)
+        if not document or not self.document_named(info):
+            raise unknown_resource(object_name)
+        return info, document
+
+    def document_named(self, info: ObjectInfo) -> bool:
+        """Whether the spec addresses ``info`` by ``{object}::{documentName}`` paths."""
+        found = self._document_named.get(info.name)
+        if found is None:
+            paths = (self.registry.operation(op).path for op in info.operation_ids)
+            found = any(f"{info.name.partition('/')[2]}::{{" in path for path in paths)
+            self._document_named[info.name] = found
+        return found
+
+    def check_document(self, info: ObjectInfo, row: StoredRow, document: str | None) -> None:
+        """A record addressed as ``{object}::{documentName}/{key}`` must have been made from
+        that transaction definition (its ``documentType``): any other name answers 404, as a
+        key of another object would (FIDELITY W18, assumed)."""
+        if document is None:
+            return
+        if row.record().get("documentType") != document:
+            raise not_found(f"{info.name}::{document}", str(row.key))
+
     def href(self, object_name: str, key: int | str) -> str:
         """``/objects/{app}/{obj}/{key}``: the href Intacct puts in references."""
         return f"/objects/{object_name}/{key}"
@@ -110,13 +141,16 @@ class CompanyData:
         own entity (queries from the top level additionally need ``includePrivate``)."""
         return row_entity is None or entity is None or row_entity == entity
 
-    def _row(self, info: ObjectInfo, key: Any, entity: str | None) -> StoredRow:
+    def _row(
+        self, info: ObjectInfo, key: Any, entity: str | None, document: str | None = None
+    ) -> StoredRow:
         number = parse_key(key)
         if number is None:  # "1 " or "+1" is not key 1: no such record, as on Intacct
             raise not_found(info.name, str(key))
         row = self.store.get(info.name, number)
         if row is None or not self._visible(row.entity, entity):
             raise not_found(info.name, str(key))
+        self.check_document(info, row, document)
         return row
 
     def fetch(self, object_name: str, key: str) -> dict[str, Any] | None:
@@ -178,15 +212,17 @@ class CompanyData:
         key gets an ``ia::error`` entry in its place and is counted in ``ia::meta.totalError``
         (emulator's choice; the status stays 200, as in the architecture contract).
         """
-        info = self.info(object_name)
+        info, document = self.named(object_name)
         with self._lock:
             if len(keys) == 1:
-                return envelopes.single(self.render(info, self._row(info, keys[0], entity)))
+                return envelopes.single(
+                    self.render(info, self._row(info, keys[0], entity, document))
+                )
             results: builtins.list[dict[str, Any]] = []
             errors = 0
             for key in keys:
                 try:
-                    results.append(self.render(info, self._row(info, key, entity)))
+                    results.append(self.render(info, self._row(info, key, entity, document)))
                 except EmulatorError as exc:
                     errors += 1
                     results.append(envelopes.batch_error_entry(exc))

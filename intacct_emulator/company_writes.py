@@ -126,21 +126,21 @@ class CompanyWrites(CompanyData):
         Owned objects without a create operation in the spec (journal-entry lines) answer 405:
         they can only be written through their owner's list.
         """
-        info = self.info(object_name)
+        info, document = self.named(object_name)
         if info.create_operation_id is None:
             hint = f"; write it through {info.owner}" if info.owner else ""
             raise method_not_allowed(object_name, "POST", hint)
         if isinstance(body, list):
             status, result = self._batch(
                 body,
-                lambda r: self._create_one(info, r, entity),
+                lambda r: self._create_one(info, r, entity, document=document),
                 transaction=transaction,
                 ok_status=201,
                 needs_savepoint=self._carries_lines(info),
             )
             return status, result or {}
         with self._atomic(True):
-            return 201, envelopes.single(self._create_one(info, body, entity))
+            return 201, envelopes.single(self._create_one(info, body, entity, document=document))
 
     def update(
         self,
@@ -155,7 +155,7 @@ class CompanyWrites(CompanyData):
 
         Without a path key the body is an array (or one object) whose elements carry ``key``.
         """
-        info = self.info(object_name)
+        info, document = self.named(object_name)
         if info.update_operation_id is None:
             hint = f"; write it through {info.owner}" if info.owner else ""
             raise method_not_allowed(object_name, "PATCH", hint)
@@ -163,7 +163,9 @@ class CompanyWrites(CompanyData):
             if isinstance(body, list):
                 raise validation.payload_required("PATCH")
             with self._atomic(True):
-                return 200, envelopes.single(self._update_one(info, key, body, entity))
+                return 200, envelopes.single(
+                    self._update_one(info, key, body, entity, document=document)
+                )
         records = body if isinstance(body, list) else [body]
 
         def one(record: Any) -> dict[str, Any]:
@@ -174,7 +176,7 @@ class CompanyWrites(CompanyData):
                 problems = validation.Problems()
                 problems.missing("/key")
                 raise problems.error()
-            return self._update_one(info, str(record_key), record, entity)
+            return self._update_one(info, str(record_key), record, entity, document=document)
 
         if not isinstance(body, list):
             with self._atomic(True):
@@ -192,16 +194,16 @@ class CompanyWrites(CompanyData):
         self, object_name: str, keys: builtins.list[str], *, entity: str | None, transaction: bool
     ) -> tuple[int, dict[str, Any] | None]:
         """``DELETE``: 204 without body; partial success 207 (successes carry no key)."""
-        info = self.info(object_name)
+        info, document = self.named(object_name)
         if info.delete_operation_id is None:
             raise method_not_allowed(object_name, "DELETE")
         if len(keys) == 1:
             with self._atomic(True):
-                self._delete_one(info, keys[0], entity)
+                self._delete_one(info, keys[0], entity, document=document)
             return 204, None
         return self._batch(
             list(keys),
-            lambda k: self._delete_one(info, k, entity),
+            lambda k: self._delete_one(info, k, entity, document=document),
             transaction=transaction,
             ok_status=204,
             needs_savepoint=None if info.owned_lists else _never,
@@ -343,7 +345,12 @@ class CompanyWrites(CompanyData):
         *,
         owner: tuple[ObjectInfo, StoredRow] | None = None,
         cleaned: dict[str, Any] | None = None,
+        document: str | None = None,
     ) -> dict[str, Any]:
+        """One new record and its nested lines, which may nest lines of their own (a dunning
+        notice's customers and their invoices). ``document``: the transaction definition of a
+        ``{object}::{documentName}`` create, kept as ``documentType`` on the record and on its
+        lines (Intacct sets it; read-only in the spec)."""
         if cleaned is None:
             problems = validation.Problems()
             cleaned = self._validate(info, body, creating=True, problems=problems)
@@ -369,6 +376,8 @@ class CompanyWrites(CompanyData):
             record["id"] = record_id
         record["href"] = self.href(info.name, key)
         record.update({k: v for k, v in cleaned.items() if k not in ("key", "id", "href")})
+        if document is not None and "documentType" in schema_tools.properties(self.schema(info)):
+            record["documentType"] = document
         self._fill_defaults(info, record)
         if owner is not None:
             owner_info, owner_row = owner
@@ -393,7 +402,14 @@ class CompanyWrites(CompanyData):
         for prop, items in lines.items():
             line_info = self.registry.objects[info.owned_lists[prop]]
             for item in items:
-                self._create_one(line_info, item, entity, owner=(info, row), cleaned=dict(item))
+                self._create_one(
+                    line_info,
+                    item,
+                    entity,
+                    owner=(info, row),
+                    cleaned=dict(item),
+                    document=document,
+                )
         return self.reference(info.name, row)
 
     def _fill_defaults(self, info: ObjectInfo, record: dict[str, Any]) -> None:
@@ -479,13 +495,14 @@ class CompanyWrites(CompanyData):
         *,
         cleaned: dict[str, Any] | None = None,
         owner_key: int | None = None,
+        document: str | None = None,
     ) -> dict[str, Any]:
         if cleaned is None:
             problems = validation.Problems()
             cleaned = self._validate(info, body, creating=False, problems=problems)
             if problems.details:
                 raise problems.error()
-        row = self._row(info, key, entity)
+        row = self._row(info, key, entity, document)
         if owner_key is not None and row.parent != owner_key:
             raise not_found(info.name, key)
         lines = {p: cleaned.pop(p) for p in list(info.owned_lists) if p in cleaned}
@@ -534,9 +551,15 @@ class CompanyWrites(CompanyData):
                 self._create_one(line_info, item, entity, owner=(info, row), cleaned=dict(item))
 
     def _delete_one(
-        self, info: ObjectInfo, key: str, entity: str | None, *, owner_key: int | None = None
+        self,
+        info: ObjectInfo,
+        key: str,
+        entity: str | None,
+        *,
+        owner_key: int | None = None,
+        document: str | None = None,
     ) -> None:
-        row = self._row(info, key, entity)
+        row = self._row(info, key, entity, document)
         if owner_key is not None and row.parent != owner_key:
             raise not_found(info.name, key)
         for line_name in info.owned_lists.values():

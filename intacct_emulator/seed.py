@@ -131,6 +131,7 @@ class Seeder:
         has_entity = "entity" in schema_tools.properties(self.company.schema(info))
         has_audit = "audit" in schema_tools.properties(self.company.schema(info))
         span = TIMELINE_END - TIMELINE_START
+        document_type = self._document_type(info)
         batch: list[tuple[Any, ...]] = []
         for index in range(count):
             key = first_key + index
@@ -142,6 +143,8 @@ class Seeder:
             record["href"] = f"/objects/{object_name}/{key}"
             record.update(body)
             self._identity(info, record, rng, index)
+            if document_type is not None:  # `{object}::{documentName}/{key}` finds it
+                record["documentType"] = document_type
             entity = self._entity_for(info, rng)
             if has_entity and entity is not None:
                 record["entity"] = self._entity_refs[entity]
@@ -176,6 +179,15 @@ class Seeder:
                 batch.clear()
         store.insert_many(batch)
         self._refs.pop(object_name, None)
+
+    def _document_type(self, info: ObjectInfo) -> str | None:
+        """The transaction definition of an object addressed by ``::{documentName}`` paths:
+        the spec's example of its ``documentType`` (``Sales Invoice``)."""
+        if not self.company.document_named(info):
+            return None
+        member = schema_tools.properties(self.company.schema(info)).get("documentType") or {}
+        examples = [member.get("example"), *(member.get("examples") or ())]
+        return next((str(e) for e in examples if e), None)
 
     # -- identity -----------------------------------------------------------------------------
 
