@@ -414,6 +414,11 @@ def owner_route(registry: SpecRegistry, info: ObjectInfo) -> OwnerRoute | str:
             f"{info.name} can only be written inside a new {top} (Intacct has no update for "
             f"{top}): create the {top} with {inside}"
         )
+    if via is not None and via.owner_property is None:  # nothing to look its owner up by
+        return (
+            f"{info.name} belongs to {via.name}, whose records do not name their "
+            f"{target.name} in Sage's spec: write it inside that record's lines"
+        )
     path = registry.operation(target.update_operation_id).path
     extra = [p for p in _PATH_PARAMETER.findall(path) if p not in ("key", DOCUMENT_NAME)]
     if extra:
