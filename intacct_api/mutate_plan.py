@@ -24,6 +24,7 @@ from intacct_api.mutate_results import ERROR, MutateResult
 from intacct_api.mutate_validation import (
     DEFAULT_MAX_STRING_LENGTH,
     InvalidRecordError,
+    LineRequirements,
     RequestPreparer,
     dig,
 )
@@ -194,6 +195,7 @@ class Planner:
             object_name=info.name,
             keep_fields=("key",) if operation == "update" else (),
             max_string_length=self.max_string_length,
+            line_required=line_requirements(self.registry, info) if operation == "create" else None,
         )
         with self._lock:
             self._preparers.setdefault(cache_key, preparer)
@@ -267,16 +269,23 @@ class Planner:
                     return None, f"{label(item)}: {problem}"
                 body = {"key": key, "ia::operation": "delete"}
                 return PreparedItem(pos, item, body, key, [], owner_key), TaskKind.LINE_DELETE
+            if info.delete_operation_id is None:
+                return None, f"{label(item)}: {_no_operation(info, 'delete')}"
             return PreparedItem(pos, item, {"key": key}, key), TaskKind.DELETE
         if info.owner is not None:
             return self._prepare_line(info, record, operation, pos, item, key)
+        missing = "update" if operation == "upsert" else operation
+        if getattr(info, f"{missing}_operation_id") is None:
+            return None, f"{label(item)}: {_no_operation(info, missing)}"
         keyed_upsert = operation == "upsert" and key is not None
         if keyed_upsert and self.dry_run:
             operation = "update"
         if operation == "update" and key is None:
             return None, f"{label(item)}: field 'key': an update needs the record's key"
         if operation == "upsert" and self.dry_run:
-            operation = "create"  # no look-up in a dry run: validate as the stricter create
+            # no look-up in a dry run: validate as the stricter create (as an update where
+            # Intacct has no create: only the records found would be written)
+            operation = "create" if info.create_operation_id is not None else "update"
         if operation == "upsert":
             # A record with a key is an update without a look-up, but stays in the upsert
             # group so a batch costs one update request, not two.
@@ -297,7 +306,9 @@ class Planner:
         if operation != "update" and not keyed_upsert:
             body.pop("key", None)
         result = PreparedItem(pos, item, body, key, warnings, match_value)
-        if operation == "upsert" and not keyed_upsert:
+        if operation == "upsert" and not keyed_upsert and info.create_operation_id is None:
+            result.create_error = _no_operation(info, "create")
+        elif operation == "upsert" and not keyed_upsert:
             try:  # validated now as the create it becomes if the look-up finds nothing
                 create = self.preparer(info, "create").prepare(record)
                 create.body.pop("key", None)
@@ -474,6 +485,28 @@ def chunks(items: list[PreparedItem], size: int) -> Iterator[list[PreparedItem]]
     """Consecutive slices of at most ``size`` items."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _no_operation(info: ObjectInfo, operation: str) -> str:
+    """Why a record is refused before sending: Sage's spec gives the object no such operation
+    (the real API answers 404/405; a dry run must say the same)."""
+    return f"Intacct has no {operation} for {info.name} (Sage's spec lists no such operation)"
+
+
+def line_requirements(
+    registry: SpecRegistry, info: ObjectInfo, _seen: frozenset[str] = frozenset()
+) -> LineRequirements:
+    """What lines created inside a new ``info`` need, list by list and level by level."""
+    out: LineRequirements = {}
+    for prop, owned in info.owned_lists.items():
+        if owned in _seen or owned not in registry.objects:
+            continue
+        line = registry.object(owned)
+        nested = line_requirements(registry, line, _seen | {info.name})
+        required = required_members(line, "create", via_owner=True)
+        if required or nested:
+            out[prop] = (required, nested)
+    return out
 
 
 def required_members(info: ObjectInfo, operation: str, *, via_owner: bool) -> tuple[str, ...]:

@@ -249,10 +249,12 @@ class RequestPreparer:
         object_name: str = "",
         keep_fields: Sequence[str] = (),
         max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
+        line_required: LineRequirements | None = None,
     ) -> None:
         self.object_name = object_name
         self.operation = operation
         self.required = tuple(required)
+        self.line_required: LineRequirements = dict(line_required or {})
         self.keep_fields = frozenset(keep_fields)
         self.max_string_length = max_string_length
         merged = _merged(schema)
@@ -283,6 +285,8 @@ class RequestPreparer:
                     raise InvalidRecordError(name, "is required on create and may not be blank")
                 if value is None and not _reference_by_key(body, name):
                     raise InvalidRecordError(name, "is required on create")
+            if self.line_required:
+                _check_line_required(body, self.line_required, "")
         self._validate(body)
         return PreparedRecord(body=body, dropped_read_only=dropped)
 
@@ -623,6 +627,35 @@ def dig(body: Mapping[str, Any], path: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+LineRequirements = dict[str, tuple[tuple[str, ...], "LineRequirements"]]
+"""Owned list -> (members each of its lines needs on create, the same for the line's lists)."""
+
+
+def _check_line_required(
+    body: Mapping[str, Any], requirements: LineRequirements, prefix: str
+) -> None:
+    """Lines created inside a new owner need their own required members (``lines[0].amount``),
+    their owner reference excepted (the owner being created is their owner)."""
+    for prop, (required, nested) in requirements.items():
+        lines = body.get(prop)
+        if not isinstance(lines, list):
+            continue
+        for i, line in enumerate(lines):
+            if not isinstance(line, Mapping):
+                continue
+            where = f"{prefix}{prop}[{i}]"
+            for name in required:
+                value = dig(line, name)
+                if isinstance(value, str) and not value.strip():
+                    raise InvalidRecordError(
+                        f"{where}.{name}", "is required on create and may not be blank"
+                    )
+                if value is None and not _reference_by_key(line, name):
+                    raise InvalidRecordError(f"{where}.{name}", "is required on create")
+            if nested:
+                _check_line_required(line, nested, f"{where}.")
 
 
 def _reference_by_key(body: Mapping[str, Any], path: str) -> bool:

@@ -131,3 +131,43 @@ def test_a_member_required_on_create_is_sent_though_marked_read_only(
     assert planned.request["id"] == "DR-1"
     (missing,) = engine.mutate(name, [{"asset": {"key": "7"}}], operation="create")
     assert "field 'id': is required on create" in (missing.error or "")
+
+
+def test_lines_created_inside_a_new_owner_need_their_own_required_members(
+    emulator: EmulatorServer, client: IntacctClient, registry: SpecRegistry
+) -> None:
+    """A bill created with a line lacking ``glAccount`` is refused alike by the dry and the
+    real run, naming ``lines[1].glAccount``; nothing is sent."""
+    emulator.company.seed_object("accounts-payable/vendor", 1)
+    vendor = latest_key(client, "accounts-payable/vendor")
+    good_line = {"txnAmount": "10.00", "glAccount": {"id": "6000"}}
+    bill = {
+        "vendor": {"key": vendor},
+        "billNumber": "B-REQ-1",
+        "createdDate": "2026-11-01",
+        "dueDate": "2026-12-01",
+        "currency": {"txnCurrency": "USD"},
+        "lines": [good_line, {"txnAmount": "5.00"}],
+    }
+    before = emulator.requests().get("POST /objects/accounts-payable/bill", 0)
+    for engine in (MutateEngine(registry, dry_run=True), MutateEngine(registry, client)):
+        (result,) = engine.mutate("accounts-payable/bill", [bill], operation="create")
+        assert not result.ok
+        assert "field 'lines[1].glAccount': is required on create" in (result.error or "")
+    assert emulator.requests().get("POST /objects/accounts-payable/bill", 0) == before
+
+
+def test_an_operation_sage_does_not_list_is_refused_alike_dry_and_real(
+    emulator: EmulatorServer, client: IntacctClient, registry: SpecRegistry
+) -> None:
+    """``company-config/company-preference`` has an update but no create: a create is refused
+    before sending in both runs (it used to be ok in a dry run and a 405 for real)."""
+    name = "company-config/company-preference"
+    info = registry.object(name)
+    assert info.create_operation_id is None
+    assert info.update_operation_id is not None
+    for engine in (MutateEngine(registry, dry_run=True), MutateEngine(registry, client)):
+        (created,) = engine.mutate(name, [{"key": "1"}], operation="create")
+        assert not created.ok
+        assert f"Intacct has no create for {name}" in (created.error or "")
+    assert not any(name in what and what.startswith("POST") for what in emulator.requests())
