@@ -7,6 +7,8 @@ Scenarios, each a ratio of runs made side by side in one invocation:
 * target: upsert of ``--target-n`` (default 20,000) *existing* customers under that latency vs
   the bare upsert loop with 1 and 4 batches in flight, then creates of new ones vs the bare
   create loop, same latency;
+* parallel partitioned full sync: 80,000 customers at 2 s per API call, ``parallel_slices: 4``
+  vs the sequential read (goal: at most 1/3 of the sequential time; about 70 s);
 * the emulator alone.
 
 Order matters: the tap and target benchmarks run first so that the emulator benchmark can put
@@ -85,6 +87,17 @@ def summary(tap_names: Sequence[str], target_names: Sequence[str]) -> None:
             ["benchmark", "connector rec/s", "bare rec/s", "ratio (goal)", "calls", "peak RSS MB"],
             rows,
         )
+    partitioned = load("bench_partitioned")
+    if partitioned:
+        c, r, p = partitioned["checks"], partitioned["runs"], partitioned
+        print(
+            f"\npartitioned full sync, n={p['n']:,}, {p['latency_ms']:g} ms per "
+            f"call: sequential {fmt(r['sequential']['wall_s'], '.1f')} s, "
+            f"{p['slices']} slices {fmt(r['sliced']['wall_s'], '.1f')} s (process wall); "
+            f"sync time ratio {fmt(c['ratio_sliced_over_sequential'], '.3f')} "
+            f"(goal <= {c['ratio_target']:.3f}: {'OK' if c['ok'] else 'NOT MET'}), "
+            f"records equal: {c['records_equal']}"
+        )
     emulator = load("bench_emulator")
     if emulator:
         print("\nemulator (records/s served, sequential client):")
@@ -108,7 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="emulator benchmark: 3 s per scenario")
-    ap.add_argument("--skip", action="append", default=[], choices=("tap", "target", "emulator"))
+    ap.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=("tap", "target", "partitioned", "emulator"),
+    )
     args = ap.parse_args(argv)
 
     rcs = []
@@ -130,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         target_names.append(f"bench_target_upsert_existing{suffix}")
         rcs.append(run("bench_target", [*n, "--operation", "create", *latency, *common_args]))
         target_names.append(f"bench_target_create{suffix}")
+    if "partitioned" not in args.skip:
+        rcs.append(run("bench_partitioned", []))
     if "emulator" not in args.skip:
         seconds = ["--seconds", "3"] if args.quick else []
         rcs.append(run("bench_emulator", ["--n", str(args.n), *seconds]))
