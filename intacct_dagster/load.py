@@ -7,8 +7,9 @@ writes one result per record; each company's results file and write journal live
 ``<results_dir>/<company>/``, so a fleet load leaves one folder per company to inspect, and a
 rerun after a crash finds that company's journal (the target replays instead of writing twice).
 
-The company's whole tier is the target's ``max_concurrency``: a company's load runs alone (the
-fleet load job has one op per company, under the same per-company tag as the syncs).
+The company's whole tier is the target's ``max_concurrency``: a company's load runs alone. It
+holds every one of the company's request slots (``FleetDB.partition_lock``), so no sync of the
+same company runs beside it, on any worker, in any run.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import IO, Any
 import psycopg
 
 from intacct_dagster.fleet import Company, Fleet, FleetError
+from intacct_dagster.fleet_db import FleetDB, LockTimeoutError, libpq_url
 from intacct_dagster.runner import (
     PartitionFailedError,
     child_env,
@@ -33,7 +35,6 @@ from intacct_dagster.runner import (
     error_summary,
     executable,
 )
-from intacct_dagster.state_store import StateStore, libpq_url
 
 LOAD_GROUP = "load"
 """The stream-group name load attempts are recorded under in the attempts table."""
@@ -93,7 +94,13 @@ def _write_table(con: psycopg.Connection[Any], schema: str, table: str, out: IO[
 
 
 def run_load(
-    fleet: Fleet, company: Company, store: StateStore, *, run_id: str, attempt: int
+    fleet: Fleet,
+    company: Company,
+    store: FleetDB,
+    *,
+    run_id: str,
+    attempt: int,
+    timeout: float = 3600.0,
 ) -> LoadResult:
     """Load one company's tables into its Intacct company; raises PartitionFailedError."""
     spec = fleet.load
@@ -105,15 +112,23 @@ def run_load(
     folder = Path(spec.results_dir) / company.name
     folder.mkdir(parents=True, exist_ok=True)
     result = LoadResult(company.name, results_path=str(folder / "results.jsonl"))
-    attempt_id = store.start_attempt(run_id, company.name, LOAD_GROUP, attempt, os.getpid(), False)
-    started = time.monotonic()
+    slots = company.parallel_groups
     try:
-        _load(fleet, company, url, folder, result)
-    except PartitionFailedError as failed:
-        store.finish_attempt(attempt_id, "failed", 0, 0, time.monotonic() - started, str(failed))
-        raise
-    result.seconds = time.monotonic() - started
-    store.finish_attempt(attempt_id, "succeeded", result.records, 0, result.seconds)
+        with store.partition_lock(company.name, LOAD_GROUP, slots, all_slots=True, timeout=timeout):
+            attempt_id = store.start_attempt(
+                run_id, company.name, LOAD_GROUP, attempt, os.getpid(), False
+            )
+            started = time.monotonic()
+            try:
+                _load(fleet, company, url, folder, result)
+            except PartitionFailedError as failed:
+                seconds = time.monotonic() - started
+                store.finish_attempt(attempt_id, "failed", 0, 0, seconds, str(failed))
+                raise
+            result.seconds = time.monotonic() - started
+            store.finish_attempt(attempt_id, "succeeded", result.records, 0, result.seconds)
+    except LockTimeoutError as busy:
+        raise PartitionFailedError(str(busy), retryable=True) from None
     return result
 
 

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from intacct_dagster.fleet import FleetError, parse_fleet
-from intacct_dagster.runner import error_summary, read_metrics, tap_config
+from intacct_dagster.runner import (
+    MeltanoLog,
+    error_summary,
+    meltano_project,
+    read_metrics,
+    tap_config,
+)
 from intacct_emulator.multi_company import load_companies
 from intacct_emulator.testing import EmulatorProcess
 from tests.support.paths import ROOT
@@ -177,7 +183,7 @@ def test_fleet_file_budget_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None
     config = tap_config(acme, fleet.stream_groups["masters"], Path("/tmp/t.json"))
     assert config["max_concurrency"] == 3
     assert config["entities"] == ["US"]
-    assert "client_secret" not in config, "the secret goes by environment only"
+    assert config["client_secret"] == "${ACME_SECRET}", "only a reference Meltano expands"
     monkeypatch.delenv("ACME_SECRET", raising=False)
     with pytest.raises(FleetError, match="ACME_SECRET"):
         acme.client_secret()
@@ -205,6 +211,75 @@ def test_plugin_logs_give_counts_and_the_clear_error() -> None:
     )
     assert read_metrics(log) == ({"vendor": 30}, 3)
     assert error_summary(log).startswith("intacct_api.errors.ConfigError: oauth2/token")
+
+
+def test_the_meltano_project_of_a_partition_holds_no_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each partition runs ``meltano el`` in a generated project: secrets are ``${VAR}``."""
+    import yaml
+
+    fleet = parse_fleet(
+        {
+            **FLEET,
+            "target": {
+                "executable": "/opt/targets/target-postgres",
+                "url_env": "WAREHOUSE_URL",
+                "config": {"batch_size_rows": 10},
+            },
+        }
+    )
+    monkeypatch.setenv("ACME_SECRET", "s3cret-value")
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://u:pw-value@db/warehouse")
+    project = meltano_project(fleet, fleet.companies[0], "masters", tmp_path)
+    text = yaml.safe_dump(project)
+    assert "s3cret-value" not in text
+    assert "pw-value" not in text
+    (tap,) = project["plugins"]["extractors"]
+    (target,) = project["plugins"]["loaders"]
+    assert tap["config"]["client_secret"] == "${ACME_SECRET}"
+    assert tap["config"]["objects"] == list(fleet.stream_groups["masters"])
+    assert "state" in tap["capabilities"], "Meltano keeps the state only for stateful taps"
+    assert target["name"] == "target-postgres"
+    assert target["config"] == {
+        "batch_size_rows": 10,
+        "default_target_schema": "acme",
+        "sqlalchemy_url": "${WAREHOUSE_URL}",
+    }
+    wrapper = Path(target["executable"]).read_text()
+    assert "/opt/targets/target-postgres" in wrapper, "the wrapper execs the real target"
+    assert "prctl" in wrapper, "... after asking to die with Meltano"
+
+
+def test_meltano_log_gives_counts_the_state_and_the_plugins_clear_error() -> None:
+    def line(event: str, **extra: str) -> str:
+        return json.dumps({"event": event, "level": "info", **extra})
+
+    tap = {"name": "tap-intacct", "stdio": "stderr", "cmd_type": "extractor"}
+    text = "\n".join(
+        [
+            line("Reading state from Database"),
+            line(
+                'METRIC: {"type":"counter","metric":"http_request_count","value":2,"tags":{}}',
+                **tap,
+            ),
+            line("oauth2/token: client authentication failed (invalid_client): check ...", **tap),
+            line("fix: set client_id and client_secret", **tap),
+            json.dumps({"event": "Extraction failed", "level": "error"}),
+            "not json: a stray line",
+        ]
+    )
+    log = MeltanoLog.parse(text, "target-postgres")
+    assert log.resumed, "Meltano did not say it found no state"
+    assert read_metrics("\n".join(log.tap)) == ({}, 2)
+    assert "(invalid_client)" in log.error()
+    fresh = MeltanoLog.parse(
+        "\n".join(
+            [line("Reading state from Database"), line("No state was found, complete import.")]
+        ),
+        "target-postgres",
+    )
+    assert not fresh.resumed
 
 
 def test_dagster_definitions_from_a_fleet() -> None:
