@@ -250,6 +250,9 @@ def _names(reported: str, ours: str) -> bool:
 
 
 _DONE = object()
+STAGGER_SECONDS = 0.1
+"""Workers start this far apart, so their pages do not all arrive (and decode, under the GIL,
+and get computed by a server that answers one query at a time) at the same instant."""
 
 
 class SlicedReader:
@@ -305,8 +308,8 @@ class SlicedReader:
                     continue
             return False
 
-        def work(s: Slice) -> None:
-            if stop.is_set():
+        def work(position: int, s: Slice) -> None:
+            if stop.wait(STAGGER_SECONDS * (position % self.workers)):
                 return
             try:
                 pager = self.make_pager(s)
@@ -324,7 +327,7 @@ class SlicedReader:
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="intacct-slice")
         futures: list[Future[None]] = []
         try:
-            futures = [pool.submit(work, s) for s in self.slices]
+            futures = [pool.submit(work, i, s) for i, s in enumerate(self.slices)]
             remaining = len(self.slices)
             while remaining:
                 s, item, dropped = handoff.get()
