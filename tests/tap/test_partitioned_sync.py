@@ -367,3 +367,44 @@ def test_keyscan_deletes_still_work_with_slices(fresh: EmulatorServer, tmp_path:
     assert failure is None
     deleted = [r for r in records(second) if r.get("_sdc_deleted_at")]
     assert [r["key"] for r in deleted] == ["42"]
+
+
+# -- the rest keeps working ------------------------------------------------------------------
+
+
+def test_a_refused_replication_field_is_read_in_key_slices(
+    fresh: EmulatorServer, tmp_path: Path
+) -> None:
+    """The range query meets the refusal first: the stream falls back to a full read, in
+    slices of ``key``, remembered in the state (as without slices)."""
+    fresh.set_faults(refuse_query_fields={CUSTOMER: ["audit.modifiedDateTime"]})
+    messages, failure = run(make_config(fresh, tmp_path, parallel_slices=4))
+    assert failure is None
+    keys = [r["key"] for r in records(messages)]
+    assert Counter(keys) == Counter(str(k) for k in range(1, COUNT + 1))
+    final = bookmark_of(states(messages)[-1])
+    assert "incremental_refused" in final
+    assert SLICES_STATE not in final
+    calls = query_calls(fresh)
+    assert calls >= 4 + 4  # the refused range query, a key range, pages of 4 slices
+    assert calls <= 2 + 2 + 4 * math.ceil(COUNT / 4 / PAGE + 1)
+
+
+def test_a_record_limit_stops_the_slices_without_leaving_a_thread(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The SDK's dry run (``--test``) aborts the stream after one record."""
+    import threading
+
+    tap = TapIntacct(config=make_config(emulator, tmp_path, parallel_slices=4))
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8")
+    try:
+        with contextlib.redirect_stdout(out):
+            assert tap.run_sync_dry_run(dry_run_record_limit=1)
+            out.flush()
+    finally:
+        tap.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("intacct-slice")]
+    messages = [json.loads(line) for line in raw.getvalue().splitlines()]
+    assert len(records(messages)) == 1
