@@ -203,8 +203,9 @@ def slicing_range(
     entity: Any,
     include_private: bool,
     timestamp_field: str | None,
-) -> tuple[Any, Any] | None:
-    """(smallest, largest) non-null value of ``field`` at or above ``lower``; None when empty.
+) -> tuple[Any, Any, int | None] | None:
+    """(smallest, largest) non-null value of ``field`` at or above ``lower`` and how many rows
+    have one (``ia::meta.totalCount``, None if not given); None when there are none.
 
     Two size-1 queries (ascending, descending) sent at once: one round trip. A refusal of the
     replication field raises :class:`ReplicationFieldRefusedError`, as the pager would.
@@ -232,16 +233,18 @@ def slicing_range(
                 raise ReplicationFieldRefusedError(object_name, timestamp_field, exc) from exc
             raise
         rows = payload.get("ia::result") if isinstance(payload, Mapping) else None
+        meta = payload.get("ia::meta") if isinstance(payload, Mapping) else None
+        total = meta.get("totalCount") if isinstance(meta, Mapping) else None
         if not isinstance(rows, list) or not rows or not isinstance(rows[0], Mapping):
-            return None
-        return rows[0].get(field)
+            return None, None
+        return rows[0].get(field), total if isinstance(total, int) else None
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="intacct-range") as pool:
         low, high = pool.submit(ask, "asc"), pool.submit(ask, "desc")
-        lo, hi = low.result(), high.result()
+        (lo, total), (hi, _) = low.result(), high.result()
     if lo is None or hi is None:
         return None
-    return lo, hi
+    return lo, hi, total
 
 
 def _names(reported: str, ours: str) -> bool:

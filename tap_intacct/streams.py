@@ -32,6 +32,10 @@ Speed (docs/singer-sdk-notes.md §7: stock emission is ~20x slower than a bare l
   pager fetches page *k+1* in a background thread while page *k* is converted and written
   (:meth:`QueryPager.prefetched`: one page ahead at most; rows are freed as they are
   converted, so memory stays under two pages).
+
+With ``parallel_slices`` > 1 a query stream reads each partition in slices at once
+(:mod:`tap_intacct.slices`): unordered across slices, so the stream is then unsorted, with each
+slice's progress kept in the partition state so a killed run resumes without loss.
 """
 
 from __future__ import annotations
@@ -499,8 +503,14 @@ class QueryStream(IntacctStream):
         self.stats.query_calls += 2
         if bounds is None:
             return None
+        low, high, total = bounds
+        page_size = tap.options.page_size
+        if total is not None and total <= page_size:
+            return None  # one page: nothing to read at once
         n = tap.options.parallel_slices
-        edges = time_edges(*bounds, n) if field == ts_field else key_edges(*bounds, n)
+        if total is not None:  # no more slices than pages
+            n = min(n, -(-total // page_size))
+        edges = time_edges(low, high, n) if field == ts_field else key_edges(low, high, n)
         if not edges:
             return None
         return SlicePlan.from_edges(field, lower, edges, nulls=lower is None and field != KEY_FIELD)

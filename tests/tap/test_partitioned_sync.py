@@ -408,3 +408,21 @@ def test_a_record_limit_stops_the_slices_without_leaving_a_thread(
     assert not [t for t in threading.enumerate() if t.name.startswith("intacct-slice")]
     messages = [json.loads(line) for line in raw.getvalue().splitlines()]
     assert len(records(messages)) == 1
+
+
+def test_a_small_incremental_run_is_not_split(fresh: EmulatorServer, tmp_path: Path) -> None:
+    """Fewer rows since the bookmark than one page (the range query's totalCount): one
+    sequential call after the range round, and the same records as with the setting off."""
+    config = make_config(fresh, tmp_path, parallel_slices=4)
+    first, _ = run(config)
+    state = states(first)[-1]
+    for key in ("3", "400"):
+        fresh.company.touch(CUSTOMER, key, name=f"changed {key}")
+    fresh.reset(data=False, tokens=False)
+    sliced, failure = run(config, state=state)
+    assert failure is None
+    assert query_calls(fresh) == 2 + 1
+    sequential, _ = run(make_config(fresh, tmp_path), state=state)
+    assert records(sliced) == records(sequential)
+    assert {"3", "400"} <= {r["key"] for r in records(sliced)}
+    assert bookmark_of(states(sliced)[-1]) == bookmark_of(states(sequential)[-1])
