@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -421,6 +422,7 @@ class QueryStream(IntacctStream):
                 include_private=options.include_private,
                 entity=entity_arg,
                 timestamp_field=timestamp_field,
+                typed_rows=True,  # rows decoded into structs; the RowPlan reads their slots
             )
 
         if slices is not None:
@@ -432,6 +434,7 @@ class QueryStream(IntacctStream):
             try:
                 with contextlib.closing(pager.prefetched()) as pages:
                     for page, dropped in pages:
+                        gc.collect()  # an answer's body waits in an httpx cycle otherwise
                         self._page_arrived(len(page), pager.pages)
                         yield from emit.records(page, dropped)
             finally:
@@ -555,6 +558,7 @@ class QueryStream(IntacctStream):
             try:
                 with contextlib.closing(reader.pages()) as pages:
                     for piece, page, dropped in pages:
+                        gc.collect()
                         if page is None:
                             piece.done = True
                         else:
