@@ -248,18 +248,37 @@ class ObjectInfo:
     update_operation_id: str | None = None
     delete_operation_id: str | None = None
     required_on_create: tuple[str, ...] = ()
-    has_modified_timestamp: bool = False
     owner: str | None = None
-    owner_property: str | None = None
-    """The member of an owned record that references its owner (``bill`` on a bill line,
-    ``arAdvance`` on an AR advance line): the one place engine, target and emulator read it."""
     owned_lists: dict[str, str] = field(default_factory=dict)
     operation_ids: tuple[str, ...] = ()  # every operation of the family, workflows included
     _resolver: SchemaResolver | None = field(default=None, repr=False, compare=False)
+    # Computed on first use: a tap run reads one or two objects, the index holds 500+.
+    _has_modified: bool | None = field(default=None, repr=False, compare=False)
+    _owner_property: str | None = field(default=None, repr=False, compare=False)
+    _owner_property_known: bool = field(default=False, repr=False, compare=False)
 
     @property
     def stream(self) -> str:
         return stream_name(self.name)
+
+    @property
+    def has_modified_timestamp(self) -> bool:
+        """Whether the record has ``audit.modifiedDateTime`` (the incremental replication key)."""
+        if self._has_modified is None:
+            self._has_modified = self._resolver is not None and _has_modified_timestamp(
+                self._resolver, self.schema_name
+            )
+        return self._has_modified
+
+    @property
+    def owner_property(self) -> str | None:
+        """The member of an owned record that references its owner (``bill`` on a bill line,
+        ``arAdvance`` on an AR advance line): the one place engine, target and emulator read
+        it."""
+        if not self._owner_property_known:
+            found = None if self.owner is None else _owner_property(self, self.owner)
+            self._owner_property, self._owner_property_known = found, True
+        return self._owner_property
 
     @property
     def owner_reference(self) -> str | None:
@@ -523,7 +542,6 @@ def _object_info(
     required_name = f"{application}-{obj}RequiredProperties"
     if resolver.has_component(required_name):
         info.required_on_create = tuple(_required_paths(resolver.component(required_name), ""))
-    info.has_modified_timestamp = _has_modified_timestamp(resolver, schema_name)
     return info
 
 
@@ -591,7 +609,6 @@ def _link_owned(objects: dict[str, ObjectInfo]) -> None:
         owned_obj = owned.partition("/")[2]
         owner = min(claimers, key=lambda c: _owner_rank(c[0], owned_obj, back_refs))[0]
         owned_info.owner = owner
-        owned_info.owner_property = _owner_property(owned_info, owner)
         for claimer, prop in claimers:
             objects[claimer].owned_lists[prop] = owned
     for info in objects.values():
