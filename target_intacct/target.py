@@ -95,6 +95,7 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
         is out (a request's records may straddle a STATE; the key waits for the last one)."""
         self._unknown_lines: set[int] = set()
         self._journal: WriteJournal | None = None
+        self._token_warmed = False
 
     # -- shared services -------------------------------------------------------------------
 
@@ -351,6 +352,7 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
         records, not the load (each of them gets an error result naming the SCHEMA line)."""
         line = self.current_line
         stream = message_dict.get("stream")
+        self._warm_token()
         try:
             stock(message_dict)
         except Exception as exc:  # any schema problem is this line's problem
@@ -365,6 +367,29 @@ class TargetIntacct(IntacctPluginMixin, TargetOverrides):
             return
         if isinstance(stream, str):
             self._broken_schemas.pop(stream, None)
+
+    def _warm_token(self) -> None:
+        """Fetch the access token in the background when the first SCHEMA arrives.
+
+        The token request (a full round trip to Intacct) then overlaps with what the first
+        batch needs anyway (spec index, request compilers, reading 500 records) instead of
+        delaying the first write. A failure is left for the first real request to report
+        (it asks again and raises the clear error); a dry run never asks.
+        """
+        if self._token_warmed or self.options.dry_run:
+            return
+        self._token_warmed = True
+        provider = IntacctClient.shared(self.connection).token_provider()
+
+        def fetch() -> None:
+            try:
+                provider.access_token()
+            except Exception as exc:  # reported by the first real request, which asks again
+                self.logger.debug(
+                    "early token request failed (%s); the first write retries", type(exc).__name__
+                )
+
+        threading.Thread(target=fetch, name="intacct-token-warmup", daemon=True).start()
 
     def _record_line_error(
         self,
