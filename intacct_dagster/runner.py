@@ -187,15 +187,18 @@ def loader_name(target_executable: str) -> str:
     return name if _LOADER_NAME.match(name) and name != TAP_NAME else "fleet-target"
 
 
-def meltano_env(fleet: Fleet, loader: str | None = None) -> dict[str, str]:
+def meltano_env(
+    fleet: Fleet, loader: str | None = None, keep: tuple[str, ...] = ()
+) -> dict[str, str]:
     """Meltano's environment: the worker's, with Meltano's system database set to the fleet's
     PostgreSQL, and without settings that would override the generated project (the worker's
-    own ``TAP_INTACCT_*`` or ``<LOADER>_*`` variables, another project root)."""
+    own ``TAP_INTACCT_*`` or ``<LOADER>_*`` variables, another project root), except ``keep``
+    (the variables the project refers to)."""
     prefixes = ["TAP_INTACCT_"] + ([loader.upper().replace("-", "_") + "_"] if loader else [])
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(tuple(prefixes)) and key not in _DROPPED_MELTANO_ENV
+        if key in keep or (not key.startswith(tuple(prefixes)) and key not in _DROPPED_MELTANO_ENV)
     }
     env.update(
         MELTANO_DATABASE_URI=sqlalchemy_url(fleet.state_url()),
@@ -273,6 +276,8 @@ class MeltanoLog:
     target: list[str] = field(default_factory=list)
     meltano_errors: list[str] = field(default_factory=list)
     meltano: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    """Every message in order, each after the name of who wrote it."""
 
     @classmethod
     def parse(cls, text: str, loader: str) -> MeltanoLog:
@@ -285,6 +290,7 @@ class MeltanoLog:
             if not isinstance(event, dict) or not isinstance(event.get("event"), str):
                 continue
             message = event["event"]
+            log.lines.append(f"{event.get('name') or 'meltano'}: {message}")
             if event.get("stdio") and event.get("name") == TAP_NAME:
                 log.tap.append(message)
             elif event.get("stdio") and event.get("name") == loader:
@@ -412,6 +418,7 @@ def _meltano_el(
         work = Path(tmp)
         project = meltano_project(fleet, company, group, work)
         (work / "meltano.yml").write_text(yaml.safe_dump(project, sort_keys=False))
+        referenced = (company.client_secret_env, fleet.target.url_env or "")
         command = [resolve(fleet.meltano_executable), "--log-format", "json", "el"]
         command += [TAP_NAME, loader, "--state-id", sid, "--force"]
         log_path = work / "meltano.log"
@@ -423,7 +430,10 @@ def _meltano_el(
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     cwd=work,
-                    env={**meltano_env(fleet, loader), "XDG_STATE_HOME": str(work / "state")},
+                    env={
+                        **meltano_env(fleet, loader, keep=referenced),
+                        "XDG_STATE_HOME": str(work / "state"),  # Meltano's logs: not kept
+                    },
                     preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
                 )
             except OSError as missing:
@@ -445,6 +455,10 @@ def _meltano_el(
         result.resumed = log.resumed
         if code != 0:
             error = log.error()
+            # The run's folder goes away with the partition: its log's tail goes to this step's
+            # stderr (Dagster's compute log) for whoever reads the failure.
+            tail = log.lines[-40:]
+            print(f"{sid}: meltano el exited {code}; log tail:", *tail, sep="\n  ", file=sys.stderr)
             raise PartitionFailedError(
                 f"{company.name}/{group}: meltano el exited {code}: {error}",
                 retryable=not any(marker in error for marker in _NOT_RETRYABLE),

@@ -20,6 +20,7 @@ from intacct_dagster.fleet import FleetError, parse_fleet
 from intacct_dagster.runner import (
     MeltanoLog,
     error_summary,
+    meltano_env,
     meltano_project,
     read_metrics,
     tap_config,
@@ -249,6 +250,23 @@ def test_the_meltano_project_of_a_partition_holds_no_secret(
     wrapper = Path(target["executable"]).read_text()
     assert "/opt/targets/target-postgres" in wrapper, "the wrapper execs the real target"
     assert "prctl" in wrapper, "... after asking to die with Meltano"
+
+
+def test_meltano_runs_against_the_fleet_database_without_the_workers_plugin_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet = parse_fleet(FLEET)
+    monkeypatch.setenv(fleet.state_url_env, "postgresql://fleet@db/fleet")
+    monkeypatch.setenv("TAP_INTACCT_BASE_URL", "https://elsewhere.example")
+    monkeypatch.setenv("TAP_INTACCT_SECRET_OF_ACME", "kept: the project refers to it")
+    monkeypatch.setenv("TARGET_POSTGRES_SQLALCHEMY_URL", "postgresql://other/db")
+    monkeypatch.setenv("MELTANO_PROJECT_ROOT", "/somewhere/else")
+    env = meltano_env(fleet, "target-postgres", keep=("TAP_INTACCT_SECRET_OF_ACME",))
+    assert env["MELTANO_DATABASE_URI"] == "postgresql+psycopg://fleet@db/fleet"
+    assert "TAP_INTACCT_BASE_URL" not in env
+    assert "TARGET_POSTGRES_SQLALCHEMY_URL" not in env
+    assert "MELTANO_PROJECT_ROOT" not in env
+    assert env["TAP_INTACCT_SECRET_OF_ACME"].startswith("kept")
 
 
 def test_meltano_log_gives_counts_the_state_and_the_plugins_clear_error() -> None:
