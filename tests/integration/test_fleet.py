@@ -313,6 +313,13 @@ def test_fleet_on_dagster_exact_despite_a_killed_worker_and_one_bad_secret(
                 count = con.execute(f'select count(*) from {BAD}."{table}"').fetchone()
                 assert count == (0,), f"the bad company wrote rows into {table}"
             states = meltano_states(con)
+            victim_runs = [  # Meltano's own record of the victim's two attempts
+                row[0]
+                for row in con.execute(
+                    "select state from runs where job_name = %s order by started_at",
+                    ("fleet:" + ":".join(VICTIM),),
+                ).fetchall()
+            ]
             fleet_tables = {
                 row[0]
                 for row in con.execute(
@@ -321,6 +328,9 @@ def test_fleet_on_dagster_exact_despite_a_killed_worker_and_one_bad_secret(
                 ).fetchall()
             }
         assert fleet_tables == {"intacct_fleet_attempts"}, "the Singer state is Meltano's alone"
+        # The killed run stays RUNNING in Meltano until its heartbeat goes stale (5 minutes):
+        # the retry ran with --force, the fleet's lock being what keeps two runs apart.
+        assert victim_runs == ["RUNNING", "SUCCESS"], victim_runs
         with_bookmarks = {sid for sid, state in states.items() if state.get("bookmarks")}
         assert with_bookmarks == {f"fleet:{name}:{group}" for name in GOOD for group in GROUPS}
         victim_state = meltano_state_get(postgres, "fleet:" + ":".join(VICTIM), tmp_path)
