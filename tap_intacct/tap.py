@@ -180,7 +180,10 @@ class TapIntacct(IntacctPluginMixin, TapOverrides):
                 self.client.token_provider().access_token()
             gc.collect()
             gc.freeze()  # start-up objects (spec, SDK) are never scanned again by the per-page pass
-            super().sync_all()
+            try:
+                super().sync_all()
+            finally:
+                gc.unfreeze()  # an embedding process (tests, an orchestrator) collects them again
 
     def run_discovery(self) -> str:
         """Print the catalog (see :meth:`_discover`); settings problems in two log lines."""
