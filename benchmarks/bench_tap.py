@@ -171,7 +171,7 @@ def profile_tap(tap_cmd: Sequence[str], workdir: Path, emulator: Emulator, top: 
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), *tap_cmd]
     result = common.run_child(
-        "tap (cProfile)", cmd, env=common.child_env(), timeout=3600, emulator=emulator
+        "tap (cProfile)", cmd, env=common.PROFILE_ENV, timeout=3600, emulator=emulator
     )
     print(f"\ncProfile run: {result.records:,} records in {result.wall_s:.1f}s -> {prof}")
     stats = pstats.Stats(str(prof))

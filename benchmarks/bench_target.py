@@ -264,7 +264,7 @@ def profile_target(cmd: Sequence[str], stdin: Path, emulator: Emulator, top: int
         [sys.executable, "-m", "cProfile", "-o", str(prof), *cmd],
         stdin_path=stdin,
         count_stdout=False,
-        env=common.child_env(),
+        env=common.PROFILE_ENV,
         timeout=3600,
         emulator=emulator,
     )

@@ -589,3 +589,8 @@ def best(results: Sequence[RunResult]) -> RunResult:
 def child_env() -> dict[str, str]:
     """Environment for connector children: unbuffered-off, no user site, quiet warnings."""
     return {"PYTHONNOUSERSITE": "1", "PYTHONWARNINGS": "ignore"}
+
+
+PROFILE_ENV = {**child_env(), "INTACCT_NORMAL_EXIT": "1"}
+"""For a connector run under cProfile, which writes its file at interpreter exit (the console
+scripts otherwise leave without finalizing: :mod:`intacct_api.process_exit`)."""

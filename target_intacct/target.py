@@ -42,6 +42,7 @@ from intacct_api.errors import IntacctError
 from intacct_api.mutate import MutateEngine
 from intacct_api.mutate_results import ERROR, UNKNOWN, MutateResult
 from intacct_api.plugin import IntacctPluginMixin
+from intacct_api.process_exit import run_and_exit
 from intacct_api.write_journal import WriteJournal
 from target_intacct.context import WriteContext
 from target_intacct.pipeline import ResultPipeline
@@ -499,5 +500,11 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+def main() -> None:
+    """The ``target-intacct`` console script: the SDK's command, then a prompt exit
+    (:mod:`intacct_api.process_exit`)."""
+    run_and_exit(TargetIntacct.cli)
+
+
 if __name__ == "__main__":
-    TargetIntacct.cli()
+    main()
