@@ -334,16 +334,23 @@ class QueryRow(msgspec.Struct, gc=False):
 
     def get(self, path: str, default: Any = None) -> Any:
         """The value of field ``path`` (``None`` when the server left it out), as ``dict.get``."""
-        attr = _ROW_ATTRS[self.__class__].get(path)
+        attr = getattr(self.__class__, _ATTRS).get(path)
         return default if attr is None else getattr(self, attr)
 
     def __getitem__(self, path: str) -> Any:
         """The value of field ``path``; ``KeyError`` for a field the row type does not hold."""
-        return getattr(self, _ROW_ATTRS[self.__class__][path])
+        return getattr(self, getattr(self.__class__, _ATTRS)[path])
 
 
-_ROW_ATTRS: dict[type, dict[str, str]] = {}
-"""Each generated row type's field path -> slot name."""
+_ATTRS = "__intacct_row_attrs__"
+"""Class attribute of each generated row type: field path -> slot name (kept on the type, so
+it goes when the type goes)."""
+
+
+def row_attrs(row_type: type[QueryRow]) -> dict[str, str]:
+    """Field path -> slot name of a :func:`row_struct` type."""
+    attrs: dict[str, str] = getattr(row_type, _ATTRS)
+    return attrs
 
 
 @lru_cache(maxsize=256)
@@ -362,7 +369,7 @@ def row_struct(fields: tuple[str, ...]) -> type[QueryRow]:
         bases=(QueryRow,),
         gc=False,
     )
-    _ROW_ATTRS[row_type] = attrs
+    setattr(row_type, _ATTRS, attrs)
     return row_type
 
 
@@ -379,7 +386,7 @@ def _typed_factory(
     the row type lacks is ``None``); a field with a kind is checked and converted exactly as
     on the dict path, through an assignment expression so the slot is read once.
     """
-    attrs = _ROW_ATTRS[row_type]
+    attrs = row_attrs(row_type)
     kind_of = dict(kinds)
 
     def value(path: str) -> str:
