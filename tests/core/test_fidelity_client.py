@@ -3,9 +3,6 @@ an emulator switch and driven through the emulator over loopback HTTP."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +22,7 @@ from intacct_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DE
 from intacct_emulator.faults import TOO_LARGE_MESSAGE
 from intacct_emulator.testing import EmulatorServer
 from tap_intacct.tap import TapIntacct
+from tests.support.tap_runs import sync_messages
 
 CUSTOMER = "accounts-receivable/customer"
 VENDOR = "accounts-payable/vendor"
@@ -103,19 +101,6 @@ def tap_config(server: EmulatorServer, tmp_path: Path, **extra: Any) -> dict[str
     }
 
 
-def run_tap(config: dict[str, Any], state: dict | None = None) -> list[dict[str, Any]]:
-    tap = TapIntacct(config=config, state=state)
-    raw = io.BytesIO()
-    out = io.TextIOWrapper(raw, encoding="utf-8")
-    try:
-        with contextlib.redirect_stdout(out):
-            tap.sync_all()
-            out.flush()
-    finally:
-        tap.close()
-    return [json.loads(line) for line in raw.getvalue().splitlines()]
-
-
 def records(messages: list[dict[str, Any]], stream: str) -> list[dict[str, Any]]:
     return [m["record"] for m in messages if m["type"] == "RECORD" and m["stream"] == stream]
 
@@ -187,7 +172,7 @@ def test_refused_replication_field_falls_back_to_full_table_remembered_in_state(
     emu.set_faults(refuse_query_fields={VENDOR: ["audit.modifiedDateTime"]})
     config = tap_config(emu, tmp_path)
     caplog.set_level(logging.INFO)
-    first = run_tap(config)
+    first = sync_messages(config)
     vendors = records(first, VENDOR_STREAM)
     assert sorted(int(r["key"]) for r in vendors) == list(range(1, COUNTS[VENDOR] + 1))
     assert all(r["_modified_at"] is None for r in vendors)
@@ -205,7 +190,7 @@ def test_refused_replication_field_falls_back_to_full_table_remembered_in_state(
 
     caplog.clear()
     emu.reset(data=False, faults=False, tokens=False)
-    second = run_tap(config, state=state)
+    second = sync_messages(config, state=state)
     assert len(records(second, VENDOR_STREAM)) == COUNTS[VENDOR]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     # the remembered refusal: no refused query is sent again (3 pages of 50 vendors + 1
@@ -233,7 +218,7 @@ def test_refused_sort_field_in_details_form_also_falls_back(
         refused_field_form="details_field_path",
         refuse_query_fields={VENDOR: ["audit.modifiedDateTime"]},
     )
-    messages = run_tap(tap_config(emu, tmp_path, objects=[VENDOR]))
+    messages = sync_messages(tap_config(emu, tmp_path, objects=[VENDOR]))
     assert len(records(messages, VENDOR_STREAM)) == COUNTS[VENDOR]
     assert "incremental_refused" in final_state(messages)["bookmarks"][VENDOR_STREAM]
 

@@ -8,9 +8,6 @@ exactly the rows it touches.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
@@ -38,6 +35,7 @@ from intacct_emulator.testing import EmulatorServer
 from tap_intacct import report_streams
 from tap_intacct.report_settings import BalanceOptions
 from tap_intacct.tap import TapIntacct
+from tests.support.tap_runs import sync_until_failure
 
 P1, P2, P3 = "2026-01", "2026-02", "2026-03"
 TB = "general_ledger__trial_balance"
@@ -138,24 +136,6 @@ def config(server: EmulatorServer, tmp_path: Path, **extra: Any) -> dict[str, An
     }
 
 
-def run_tap(cfg: dict[str, Any], state: dict | None = None) -> tuple[list[dict], Exception | None]:
-    """Messages written by one in-process sync, and the error it ended with (if any)."""
-    tap = TapIntacct(config=cfg, state=state)
-    raw = io.BytesIO()
-    out = io.TextIOWrapper(raw, encoding="utf-8")
-    failure: Exception | None = None
-    try:
-        with contextlib.redirect_stdout(out):
-            try:
-                tap.sync_all()
-            except Exception as exc:
-                failure = exc
-            out.flush()
-    finally:
-        tap.close()
-    return [json.loads(line) for line in raw.getvalue().splitlines()], failure
-
-
 def records(messages: list[dict], stream: str) -> list[dict[str, Any]]:
     return [m["record"] for m in messages if m["type"] == "RECORD" and m["stream"] == stream]
 
@@ -208,7 +188,7 @@ def test_trial_balance_equals_journal_lines_by_account_per_period(
         balance_reports=["trial_balance", "account_balance"],
         balance_periods=[P1, P2, P3],
     )
-    messages, failure = run_tap(cfg)
+    messages, failure = sync_until_failure(cfg)
     assert failure is None
     entries = records(messages, "general_ledger__journal_entry")
     lines = records(messages, "general_ledger__journal_entry_line")
@@ -252,7 +232,7 @@ def test_rerun_after_a_late_entry_changes_exactly_the_affected_rows(
         balance_reread_periods=1,
         start_date="2025-06-01T00:00:00Z",  # the query streams' setting: no period, ignored here
     )
-    first, failure = run_tap(cfg)
+    first, failure = sync_until_failure(cfg)
     assert failure is None
     state = [m for m in first if m["type"] == "STATE"][-1]["value"]
     assert bookmarks(first, TB)["replication_key_value"] == P3
@@ -260,7 +240,7 @@ def test_rerun_after_a_late_entry_changes_exactly_the_affected_rows(
     assert {r["period"] for r in before} == {P1, P2, P3}
 
     pair("2026-03-15", "42.42", "6000", "2000", server)  # late entry in the open period
-    second, failure = run_tap(cfg, state=state)
+    second, failure = sync_until_failure(cfg, state=state)
     assert failure is None
     after = records(second, TB)
     # The closed period P1 is not read again; P2 (reread_periods=1) and P3 are.
@@ -285,7 +265,7 @@ def test_a_failed_report_stops_its_partition_and_fails_the_run_naming_it(
         balance_periods=[P1, P2, P3],
         balance_entities=["E100", "E200"],
     )
-    messages, failure = run_tap(cfg)
+    messages, failure = sync_until_failure(cfg)
     assert failure is not None
     text = str(failure)
     assert "2 report(s) failed" in text
@@ -318,7 +298,7 @@ def test_balance_by_dimension_keys_each_dimension(server: EmulatorServer, tmp_pa
         balance_periods=[P3],
         balance_dimensions=["department", "location"],
     )
-    messages, failure = run_tap(cfg)
+    messages, failure = sync_until_failure(cfg)
     assert failure is None
     schema = next(m for m in messages if m["type"] == "SCHEMA" and m["stream"] == ABD)
     assert schema["key_properties"] == [
@@ -407,7 +387,7 @@ def test_report_requests_carry_the_entity_in_the_body_never_in_the_header(
     # The connection's entity alone makes it the streams' one partition, filtered in the body.
     cfg = config(server, tmp_path, entity="E100", balance_reports=["trial_balance"],
                  balance_periods=[P1])  # fmt: skip
-    messages, failure = run_tap(cfg)
+    messages, failure = sync_until_failure(cfg)
     assert failure is None
     assert {(r["entity"], r["account_id"]) for r in records(messages, TB)} == {
         ("E100", "6000"),

@@ -7,9 +7,7 @@ are not lost; the setting off leaves the sorted read as it was.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import io
 import json
 import math
 import subprocess
@@ -27,6 +25,7 @@ from intacct_emulator.testing import EmulatorServer
 from tap_intacct.slices import SLICES_STATE, key_edges, time_edges
 from tap_intacct.streams import QueryStream
 from tap_intacct.tap import TapIntacct
+from tests.support.tap_runs import capture, sync_until_failure
 
 CUSTOMER = "accounts-receivable/customer"
 STREAM = "accounts_receivable__customer"
@@ -73,26 +72,6 @@ def make_config(server: EmulatorServer, tmp_path: Path, **extra: Any) -> dict[st
         "include_private": True,
         **extra,
     }
-
-
-def run(
-    config: dict[str, Any], state: dict | None = None
-) -> tuple[list[dict], BaseException | None]:
-    """The tap's messages, and the exception that ended the run early (None = finished)."""
-    tap = TapIntacct(config=config, state=state)
-    raw = io.BytesIO()
-    out = io.TextIOWrapper(raw, encoding="utf-8")
-    failure: BaseException | None = None
-    try:
-        with contextlib.redirect_stdout(out):
-            try:
-                tap.sync_all()
-            except Exception as exc:  # the "kill": what was written so far is what counts
-                failure = exc
-            out.flush()
-    finally:
-        tap.close()
-    return [json.loads(line) for line in raw.getvalue().splitlines()], failure
 
 
 def records(messages: list[dict]) -> list[dict[str, Any]]:
@@ -168,10 +147,10 @@ def test_edges_split_a_range_into_increasing_whole_second_bounds() -> None:
 def test_four_slices_emit_every_record_exactly_once(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    sequential, failure = run(make_config(emulator, tmp_path))
+    sequential, failure = sync_until_failure(make_config(emulator, tmp_path))
     assert failure is None
     emulator.reset(data=False, tokens=False)
-    sliced, failure = run(make_config(emulator, tmp_path, parallel_slices=4))
+    sliced, failure = sync_until_failure(make_config(emulator, tmp_path, parallel_slices=4))
     assert failure is None
     calls = query_calls(emulator)
 
@@ -190,8 +169,10 @@ def test_four_slices_emit_every_record_exactly_once(
 def test_entity_partitions_each_read_in_slices_emit_each_record_once(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    sequential, _ = run(make_config(emulator, tmp_path, entities="all"))
-    sliced, failure = run(make_config(emulator, tmp_path, entities="all", parallel_slices=3))
+    sequential, _ = sync_until_failure(make_config(emulator, tmp_path, entities="all"))
+    sliced, failure = sync_until_failure(
+        make_config(emulator, tmp_path, entities="all", parallel_slices=3)
+    )
     assert failure is None
     key_entity = Counter((r["key"], r["_entity"]) for r in records(sliced))
     assert key_entity == Counter((r["key"], r["_entity"]) for r in records(sequential))
@@ -211,7 +192,7 @@ def test_a_run_killed_mid_way_resumes_from_its_last_state_without_loss(
     config = make_config(fresh, tmp_path, parallel_slices=4)
     with monkeypatch.context() as patch:
         fail_after(patch, 10)  # 2 range queries + 7 pages, then the process "dies"
-        first, failure = run(config)
+        first, failure = sync_until_failure(config)
     assert isinstance(failure, RuntimeError)
     last = max(i for i, m in enumerate(first) if m["type"] == "STATE")
     delivered = {r["key"] for r in records(first[:last])}  # committed with that STATE
@@ -221,7 +202,7 @@ def test_a_run_killed_mid_way_resumes_from_its_last_state_without_loss(
     assert 0 < len(delivered) < COUNT
 
     fresh.reset(data=False, tokens=False)
-    second, failure = run(config, state=state)
+    second, failure = sync_until_failure(config, state=state)
     assert failure is None
     resumed = [r["key"] for r in records(second)]
     assert delivered | set(resumed) == {str(k) for k in range(1, COUNT + 1)}
@@ -240,11 +221,11 @@ def test_a_killed_run_resumed_with_the_setting_off_loses_nothing(
     """The bookmark alone (a sequential read ignores ``slices``) is also a safe resume point."""
     with monkeypatch.context() as patch:
         fail_after(patch, 12)
-        first, failure = run(make_config(fresh, tmp_path, parallel_slices=4))
+        first, failure = sync_until_failure(make_config(fresh, tmp_path, parallel_slices=4))
     assert failure is not None
     last = max(i for i, m in enumerate(first) if m["type"] == "STATE")
     delivered = {r["key"] for r in records(first[:last])}
-    second, failure = run(make_config(fresh, tmp_path), state=first[last]["value"])
+    second, failure = sync_until_failure(make_config(fresh, tmp_path), state=first[last]["value"])
     assert failure is None
     assert len(delivered | {r["key"] for r in records(second)}) == COUNT
 
@@ -285,7 +266,7 @@ def test_a_tap_process_killed_after_a_state_resumes_without_loss(tmp_path: Path)
                 proc.stdout.close()
         assert state is not None, "no STATE was written while slices ran"
         assert 0 < len(delivered) < count
-        resumed, failure = run(config, state=state)
+        resumed, failure = sync_until_failure(config, state=state)
         assert failure is None
         assert delivered | {r["key"] for r in records(resumed)} == {
             str(k) for k in range(1, count + 1)
@@ -302,7 +283,7 @@ def test_a_tap_process_killed_after_a_state_resumes_without_loss(tmp_path: Path)
 def test_no_emitted_bookmark_passes_an_unfinished_slice(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    messages, failure = run(make_config(emulator, tmp_path, parallel_slices=4))
+    messages, failure = sync_until_failure(make_config(emulator, tmp_path, parallel_slices=4))
     assert failure is None
     checked = 0
     emitted: list[dict[str, Any]] = []
@@ -365,9 +346,9 @@ def test_records_modified_during_the_read_are_not_lost(
 
     with monkeypatch.context() as patch:
         patch.setattr(IntacctClient, "query", query)
-        first, failure = run(config)
+        first, failure = sync_until_failure(config)
     assert failure is None
-    second, failure = run(config, state=states(first)[-1])
+    second, failure = sync_until_failure(config, state=states(first)[-1])
     assert failure is None
     latest: dict[str, dict[str, Any]] = {}
     for record in records(first) + records(second):
@@ -386,9 +367,9 @@ def test_setting_off_keeps_the_sorted_read_and_its_state(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     emulator.reset(data=False, tokens=False)
-    default, _ = run(make_config(emulator, tmp_path))
+    default, _ = sync_until_failure(make_config(emulator, tmp_path))
     calls = query_calls(emulator)
-    off, _ = run(make_config(emulator, tmp_path, parallel_slices=1))
+    off, _ = sync_until_failure(make_config(emulator, tmp_path, parallel_slices=1))
     assert records(off) == records(default)
     emitted = records(off)
     order = [(when(r["_modified_at"]), int(r["key"])) for r in emitted]
@@ -408,10 +389,10 @@ def test_setting_off_keeps_the_sorted_read_and_its_state(
 
 def test_keyscan_deletes_still_work_with_slices(fresh: EmulatorServer, tmp_path: Path) -> None:
     config = make_config(fresh, tmp_path, parallel_slices=4, deletes="keyscan")
-    first, _ = run(config)
+    first, _ = sync_until_failure(config)
     assert len({r["key"] for r in records(first)}) == COUNT
     fresh.company.delete(CUSTOMER, ["42"], entity=None, transaction=True)
-    second, failure = run(config, state=states(first)[-1])
+    second, failure = sync_until_failure(config, state=states(first)[-1])
     assert failure is None
     deleted = [r for r in records(second) if r.get("_sdc_deleted_at")]
     assert [r["key"] for r in deleted] == ["42"]
@@ -426,7 +407,7 @@ def test_a_refused_replication_field_is_read_in_key_slices(
     """The range query meets the refusal first: the stream falls back to a full read, in
     slices of ``key``, remembered in the state (as without slices)."""
     fresh.set_faults(refuse_query_fields={CUSTOMER: ["audit.modifiedDateTime"]})
-    messages, failure = run(make_config(fresh, tmp_path, parallel_slices=4))
+    messages, failure = sync_until_failure(make_config(fresh, tmp_path, parallel_slices=4))
     assert failure is None
     keys = [r["key"] for r in records(messages)]
     assert Counter(keys) == Counter(str(k) for k in range(1, COUNT + 1))
@@ -445,16 +426,8 @@ def test_a_record_limit_stops_the_slices_without_leaving_a_thread(
     import threading
 
     tap = TapIntacct(config=make_config(emulator, tmp_path, parallel_slices=4))
-    raw = io.BytesIO()
-    out = io.TextIOWrapper(raw, encoding="utf-8")
-    try:
-        with contextlib.redirect_stdout(out):
-            assert tap.run_sync_dry_run(dry_run_record_limit=1)
-            out.flush()
-    finally:
-        tap.close()
+    messages, _ = capture(tap, lambda: tap.run_sync_dry_run(dry_run_record_limit=1))
     assert not [t for t in threading.enumerate() if t.name.startswith("intacct-slice")]
-    messages = [json.loads(line) for line in raw.getvalue().splitlines()]
     assert len(records(messages)) == 1
 
 
@@ -462,15 +435,15 @@ def test_a_small_incremental_run_is_not_split(fresh: EmulatorServer, tmp_path: P
     """Fewer rows since the bookmark than one page (the range query's totalCount): one
     sequential call after the range round, and the same records as with the setting off."""
     config = make_config(fresh, tmp_path, parallel_slices=4)
-    first, _ = run(config)
+    first, _ = sync_until_failure(config)
     state = states(first)[-1]
     for key in ("3", "400"):
         fresh.company.touch(CUSTOMER, key, name=f"changed {key}")
     fresh.reset(data=False, tokens=False)
-    sliced, failure = run(config, state=state)
+    sliced, failure = sync_until_failure(config, state=state)
     assert failure is None
     assert query_calls(fresh) == 2 + 1
-    sequential, _ = run(make_config(fresh, tmp_path), state=state)
+    sequential, _ = sync_until_failure(make_config(fresh, tmp_path), state=state)
     assert records(sliced) == records(sequential)
     assert {"3", "400"} <= {r["key"] for r in records(sliced)}
     assert bookmark_of(states(sliced)[-1]) == bookmark_of(states(sequential)[-1])

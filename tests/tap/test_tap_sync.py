@@ -4,10 +4,8 @@ in-process (to reach into the emulator between pages)."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import inspect
-import io
 import json
 import math
 import subprocess
@@ -37,6 +35,7 @@ from tap_intacct.sdk_overrides import StreamOverrides
 from tap_intacct.streams import IntacctStream
 from tap_intacct.tap import TapIntacct
 from tap_intacct.writer import RecordBufferedWriter
+from tests.support.tap_runs import capture, sync_messages
 
 CUSTOMER = "accounts-receivable/customer"
 VENDOR = "accounts-payable/vendor"
@@ -88,21 +87,6 @@ def make_config(server: EmulatorServer, tmp_path: Path, **extra: Any) -> dict[st
         "include_private": True,  # the top level sees every record, private ones included
         **extra,
     }
-
-
-def run_in_process(
-    config: dict[str, Any], state: dict | None = None, catalog: dict | None = None
-) -> list[dict[str, Any]]:
-    tap = TapIntacct(config=config, state=state, catalog=catalog)
-    raw = io.BytesIO()
-    out = io.TextIOWrapper(raw, encoding="utf-8")
-    try:
-        with contextlib.redirect_stdout(out):
-            tap.sync_all()
-            out.flush()
-    finally:
-        tap.close()
-    return [json.loads(line) for line in raw.getvalue().splitlines()]
 
 
 def run_cli(tmp_path: Path, config: dict, *args: str) -> subprocess.CompletedProcess[str]:
@@ -278,11 +262,11 @@ def test_fast_paths_emit_what_the_sdk_would(
 
     with monkeypatch.context() as patched:
         patched.setattr(RecordBufferedWriter, "write_record", counting)
-        fast = run_in_process(config)
+        fast = sync_messages(config)
     assert framed["records"] == len([m for m in fast if m["type"] == "RECORD"])  # fast path ran
     with monkeypatch.context() as patched:
         _without_fast_paths(patched)
-        stock = run_in_process(config)
+        stock = sync_messages(config)
     assert _comparable(fast) == _comparable(stock)
     states = [m for m in fast if m["type"] == "STATE"]
     assert len(states) > len(COUNTS) * 2  # mid-stream states were compared too
@@ -373,7 +357,7 @@ def test_records_reach_stdout_even_when_no_state_follows_them(
     """The SDK skips a STATE that did not change; the end of a read flushes anyway."""
     monkeypatch.setattr(StateWriter, "write_state", lambda self, state: None)
     config = make_config(emulator, tmp_path, objects=[CONTACT, CUSTOMER])
-    messages = run_in_process(config)
+    messages = sync_messages(config)
     assert [m["type"] for m in messages if m["type"] == "STATE"] == []
     for name in (CONTACT, CUSTOMER):
         assert len(records(messages, STREAM[name])) == COUNTS[name]
@@ -387,16 +371,8 @@ def test_record_limit_stops_the_read_without_leaving_a_thread(
 
     emulator.reset(data=False, tokens=False)
     tap = TapIntacct(config=make_config(emulator, tmp_path))
-    raw = io.BytesIO()
-    out = io.TextIOWrapper(raw, encoding="utf-8")
-    try:
-        with contextlib.redirect_stdout(out):
-            assert tap.run_sync_dry_run(dry_run_record_limit=1)
-            out.flush()
-    finally:
-        tap.close()
+    messages, _ = capture(tap, lambda: tap.run_sync_dry_run(dry_run_record_limit=1))
     assert not [t for t in threading.enumerate() if t.name.startswith("intacct-prefetch")]
-    messages = [json.loads(line) for line in raw.getvalue().splitlines()]
     for name in COUNTS:
         assert len(records(messages, STREAM[name])) == 1
     assert query_calls(emulator) <= 2 * len(COUNTS)  # the first page, at most one prefetched
@@ -418,7 +394,7 @@ def test_only_selected_fields_are_requested_and_emitted(
             md["metadata"]["selected"] = True
         elif len(crumb) == 2:
             md["metadata"]["selected"] = False
-    messages = run_in_process(config, catalog=catalog)
+    messages = sync_messages(config, catalog=catalog)
     emitted = records(messages, STREAM[CUSTOMER])
     assert len(emitted) == COUNTS[CUSTOMER]
     assert {tuple(sorted(r)) for r in emitted} == {("_modified_at", "audit", "key", "name")}
@@ -432,7 +408,7 @@ def test_incremental_rerun_emits_only_changes_plus_lookback(
     fresh: EmulatorServer, tmp_path: Path
 ) -> None:
     config = make_config(fresh, tmp_path, objects=[CUSTOMER], lookback_minutes=5)
-    first = run_in_process(config)
+    first = sync_messages(config)
     state = final_state(first)
     bookmark = state["bookmarks"][STREAM[CUSTOMER]]["replication_key_value"]
 
@@ -444,7 +420,7 @@ def test_incremental_rerun_emits_only_changes_plus_lookback(
     new_key = company.insert(CUSTOMER, {"id": "NEW-1", "name": "brand new"})["key"]
     fresh.reset(data=False, tokens=False)
 
-    second = run_in_process(config, state=state)
+    second = sync_messages(config, state=state)
     emitted = {r["key"]: r for r in records(second, STREAM[CUSTOMER])}
     floor = dt.datetime.fromisoformat(bookmark) - dt.timedelta(minutes=5)
     expected = {
@@ -462,7 +438,7 @@ def test_incremental_rerun_emits_only_changes_plus_lookback(
 
 def test_start_date_limits_the_first_run(emulator: EmulatorServer, tmp_path: Path) -> None:
     config = make_config(emulator, tmp_path, objects=[VENDOR], start_date="2025-07-01T00:00:00Z")
-    emitted = records(run_in_process(config), STREAM[VENDOR])
+    emitted = records(sync_messages(config), STREAM[VENDOR])
     assert 0 < len(emitted) < COUNTS[VENDOR]
     assert all(r["_modified_at"] >= "2025-07-01" for r in emitted)
 
@@ -472,7 +448,7 @@ def test_start_date_limits_the_first_run(emulator: EmulatorServer, tmp_path: Pat
 
 def test_keyscan_deletes_arrive_on_the_main_stream(fresh: EmulatorServer, tmp_path: Path) -> None:
     config = make_config(fresh, tmp_path, objects=[CUSTOMER], deletes="keyscan")
-    first = run_in_process(config)
+    first = sync_messages(config)
     state = final_state(first)
     stored = state["bookmarks"][STREAM[CUSTOMER]]["keyscan"]
     assert stored == {"ranges": f"1-{COUNTS[CUSTOMER]}", "count": COUNTS[CUSTOMER]}
@@ -483,7 +459,7 @@ def test_keyscan_deletes_arrive_on_the_main_stream(fresh: EmulatorServer, tmp_pa
     fresh.company.touch(CUSTOMER, "20", name="still here")
     fresh.reset(data=False, tokens=False)
 
-    second = run_in_process(config, state=state)
+    second = sync_messages(config, state=state)
     emitted = records(second, STREAM[CUSTOMER])
     deleted = [r for r in emitted if r.get("_sdc_deleted_at")]
     assert sorted(r["key"] for r in deleted) == ["10", "11", "500"]
@@ -503,7 +479,7 @@ def test_audit_deletes_refused_is_said_clearly(
     )
     try:
         config = make_config(emulator, tmp_path, objects=[VENDOR, CUSTOMER], deletes="audit")
-        messages = run_in_process(config)
+        messages = sync_messages(config)
     finally:
         emulator.reset(data=False, tokens=False)
     assert len(records(messages, STREAM[VENDOR])) == COUNTS[VENDOR]
@@ -522,7 +498,7 @@ def test_all_entities_each_get_a_partition_and_each_record_appears_once(
     private to an entity appears once, with that entity (issue 13: shared vendors were
     repeated once per entity)."""
     config = make_config(emulator, tmp_path, objects=[CUSTOMER], entities="all")
-    messages = run_in_process(config)
+    messages = sync_messages(config)
     emitted = records(messages, STREAM[CUSTOMER])
     keys = [r["key"] for r in emitted]
     assert len(keys) == len(set(keys)) == COUNTS[CUSTOMER]  # every customer, each once
@@ -553,7 +529,7 @@ def test_faults_mid_stream_yield_the_same_records(
     emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config(emulator, tmp_path, objects=[CUSTOMER])
-    clean = records(run_in_process(config), STREAM[CUSTOMER])
+    clean = records(sync_messages(config), STREAM[CUSTOMER])
 
     emulator.set_faults(retry_after_seconds=0.01)
     original = IntacctClient.query
@@ -568,7 +544,7 @@ def test_faults_mid_stream_yield_the_same_records(
     monkeypatch.setattr(IntacctClient, "query", query_with_faults)
     monkeypatch.setattr("intacct_api.retry.RetryPolicy.pause", lambda self, wait: None)
     try:
-        faulty = records(run_in_process(config), STREAM[CUSTOMER])
+        faulty = records(sync_messages(config), STREAM[CUSTOMER])
         responses = emulator.stats()["responses"]
     finally:
         emulator.reset(data=False, tokens=False)
@@ -587,7 +563,7 @@ def test_an_object_without_an_entity_member_loses_no_record_across_entities(
     department = "company-config/department"
     emulator.company.seed_object(department, 25)
     config = make_config(emulator, tmp_path, objects=[department], entities="all")
-    messages = run_in_process(config)
+    messages = sync_messages(config)
     emitted = records(messages, "company_config__department")
     every = emulator.company.query(
         {
