@@ -486,11 +486,8 @@ class QueryPager:
             self.calls += 1
             try:
                 response = self.client.query(body, entity=self.entity)
-                if self.typed_rows:
-                    typed = self._decode_typed(response, body["fields"])
-                    if typed is not None:
-                        return typed
-                payload = response.json()
+                typed = self._decode_typed(response, body["fields"]) if self.typed_rows else None
+                payload = response.json() if typed is None else None
             except IntacctAPIError as exc:
                 refused = exc.refused_query_field()
                 ts = self.timestamp_field
@@ -504,20 +501,24 @@ class QueryPager:
                 continue
             break
         self.pages += 1
-        rows = payload.get("ia::result") if isinstance(payload, Mapping) else None
-        if not isinstance(rows, list):
-            rows = []
-        meta = payload.get("ia::meta") if isinstance(payload, Mapping) else None
-        nxt = meta.get("next") if isinstance(meta, Mapping) else None
-        total = meta.get("totalCount") if isinstance(meta, Mapping) else None
+        rows: list[Any]
+        if typed is not None:
+            rows, nxt, total = typed
+        else:
+            found = payload.get("ia::result") if isinstance(payload, Mapping) else None
+            rows = found if isinstance(found, list) else []
+            meta = payload.get("ia::meta") if isinstance(payload, Mapping) else None
+            nxt = meta.get("next") if isinstance(meta, Mapping) else None
+            total = meta.get("totalCount") if isinstance(meta, Mapping) else None
         self.rows += len(rows)
         logger.debug("%s: page %d, %d rows (next=%s)", self.object_name, self.pages, len(rows), nxt)
         return rows, nxt, total if isinstance(total, int) else None
 
     def _decode_typed(
         self, response: Any, fields: Sequence[str]
-    ) -> tuple[list[Any], Any, int | None] | None:
-        """The page as struct rows, or None when the answer's shape needs the dict path."""
+    ) -> tuple[list[Any], Any, Any] | None:
+        """(struct rows, ``next``, ``totalCount``) of an answer, or None when its shape needs
+        the dict path."""
         content = getattr(response, "content", None)
         if not isinstance(content, bytes | bytearray) or not content.strip():
             return None
@@ -525,13 +526,7 @@ class QueryPager:
             page = _page_decoder(row_struct(tuple(fields))).decode(content)
         except msgspec.ValidationError:
             return None
-        rows: list[Any] = page.result
-        self.pages += 1
-        self.rows += len(rows)
-        total = page.meta.totalCount
-        nxt = page.meta.next
-        logger.debug("%s: page %d, %d rows (next=%s)", self.object_name, self.pages, len(rows), nxt)
-        return rows, nxt, total if isinstance(total, int) and not isinstance(total, bool) else None
+        return page.result, page.meta.next, page.meta.totalCount
 
     def _match_field(self, refused: str) -> str | None:
         """Our field path for the name Intacct reported (exact, any case, or last segment)."""

@@ -42,6 +42,7 @@ import difflib
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -252,33 +253,26 @@ class ObjectInfo:
     owned_lists: dict[str, str] = field(default_factory=dict)
     operation_ids: tuple[str, ...] = ()  # every operation of the family, workflows included
     _resolver: SchemaResolver | None = field(default=None, repr=False, compare=False)
-    # Computed on first use: a tap run reads one or two objects, the index holds 500+.
-    _has_modified: bool | None = field(default=None, repr=False, compare=False)
-    _owner_property: str | None = field(default=None, repr=False, compare=False)
-    _owner_property_known: bool = field(default=False, repr=False, compare=False)
 
     @property
     def stream(self) -> str:
         return stream_name(self.name)
 
-    @property
+    # The two below are computed on first use: a run reads one or two objects of the 500+.
+
+    @cached_property
     def has_modified_timestamp(self) -> bool:
         """Whether the record has ``audit.modifiedDateTime`` (the incremental replication key)."""
-        if self._has_modified is None:
-            self._has_modified = self._resolver is not None and _has_modified_timestamp(
-                self._resolver, self.schema_name
-            )
-        return self._has_modified
+        return self._resolver is not None and _has_modified_timestamp(
+            self._resolver, self.schema_name
+        )
 
-    @property
+    @cached_property
     def owner_property(self) -> str | None:
         """The member of an owned record that references its owner (``bill`` on a bill line,
         ``arAdvance`` on an AR advance line): the one place engine, target and emulator read
         it."""
-        if not self._owner_property_known:
-            found = None if self.owner is None else _owner_property(self, self.owner)
-            self._owner_property, self._owner_property_known = found, True
-        return self._owner_property
+        return None if self.owner is None else _owner_property(self, self.owner)
 
     @property
     def owner_reference(self) -> str | None:
