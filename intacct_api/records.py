@@ -304,10 +304,23 @@ def _compiled(
         "_typed": lambda row_type: _typed_factory(row_type, tree, aliases, constants, kinds),
         **_KIND_NAMES,
     }
+    return _generated_factory(
+        source, namespace, "RowPlan", lambda: _walker(tree, aliases, constants, kind_of)
+    )
+
+
+def _generated_factory(
+    source: str,
+    namespace: dict[str, Any],
+    label: str,
+    too_deep: Callable[[], Callable[..., _Converter]],
+) -> Callable[..., _Converter]:
+    """The ``factory`` that generated ``source`` defines; ``too_deep()`` (the interpreted
+    conversion) when paths nest beyond what the compiler accepts."""
     try:
-        code = compile(source, "<intacct_api.records.RowPlan>", "exec")
+        code = compile(source, f"<intacct_api.records.{label}>", "exec")
     except (SyntaxError, RecursionError, MemoryError):  # absurdly deep paths: walk instead
-        return _walker(tree, aliases, constants, kind_of)
+        return too_deep()
     exec(code, namespace)  # noqa: S102
     factory: Callable[..., _Converter] = namespace["factory"]
     return factory
@@ -406,14 +419,12 @@ def _typed_factory(
         f"        return {_record_literal(tree, aliases, constants, value)}\n"
         "    return convert\n"
     )
-    namespace: dict[str, Any] = dict(_KIND_NAMES)
-    try:
-        code = compile(source, "<intacct_api.records.RowPlan.typed>", "exec")
-    except (SyntaxError, RecursionError, MemoryError):  # absurdly deep: read by path instead
-        return _walker(tree, aliases, constants, kind_of)
-    exec(code, namespace)  # noqa: S102
-    factory: Callable[..., _Converter] = namespace["factory"]
-    return factory
+    return _generated_factory(
+        source,
+        dict(_KIND_NAMES),
+        "RowPlan.typed",
+        lambda: _walker(tree, aliases, constants, kind_of),
+    )
 
 
 def _ident(kind: str) -> str:
