@@ -40,6 +40,7 @@ from typing import Any
 import fastjsonschema
 import jsonschema
 
+from intacct_api.compiled_validators import compiled_validator
 from intacct_api.schema import admitted_types
 
 __all__ = [
@@ -596,10 +597,8 @@ class RequestPreparer:
         try:
             compiled = self._compiled
             if compiled is None:  # compiled on first use: a load that never updates never
-                # pays for the update schema's validator (~25 ms per object at start-up)
-                compiled = self._compiled = fastjsonschema.compile(
-                    self._validation_schema, use_default=False, use_formats=False
-                )
+                # pays for the update schema's validator (~25 ms, or ~1 ms from the disk cache)
+                compiled = self._compiled = compiled_validator(self._validation_schema)
             compiled(body)
         except fastjsonschema.JsonSchemaValueException as exc:
             raise self.explain(body, exc) from None

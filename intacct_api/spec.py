@@ -5,9 +5,11 @@ the target (sinks, required fields, owned lines), the emulator (routes, schemas)
 
 Loading: the embedded files first (sorted), then each ``extra_paths`` entry in order (a file, or
 a folder whose ``*.json`` are taken sorted). For the same operationId the later file wins, and
-``source_of`` tells which file that was. Files are decoded with ``msgspec.json`` only when the
-index is first needed, and schemas are resolved per object on demand (see ``schema.py``), so a
-listing command never pays for schema resolution.
+``source_of`` tells which file that was. The index is a pure function of the files and of
+this code, so it is kept on disk (``spec_cache``) and read back in ~15 ms instead of built in
+~130 ms; files are decoded with ``msgspec.json`` only when something of theirs is asked for,
+and schemas are resolved per object on demand (see ``schema.py``), so a listing command never
+pays for schema resolution.
 
 Path rules (``classify_path``):
 
@@ -57,6 +59,7 @@ __all__ = [
     "ObjectInfo",
     "Operation",
     "Parameter",
+    "SpecFile",
     "SpecRegistry",
     "classify_path",
     "default_registry",
@@ -155,11 +158,24 @@ class Operation:
     source_file: str
     description: str = ""
     spec_path: str = ""  # the path exactly as written in the spec (differs only for typos)
-    _node: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    _resolver: SchemaResolver | None = field(default=None, repr=False, compare=False)
+    _source: SpecFile | None = field(default=None, repr=False, compare=False)
+    _method: str = field(default="", repr=False, compare=False)  # the spec's key: "get", ...
 
     def __hash__(self) -> int:  # usable in sets/dict keys despite the dict-valued fields
         return hash((self.operation_id, self.source_file, self.spec_path))
+
+    @property
+    def _resolver(self) -> SchemaResolver | None:
+        return None if self._source is None else self._source.resolver
+
+    @property
+    def _node(self) -> Mapping[str, Any]:
+        """The operation's object in its file (``paths[spec_path][method]``)."""
+        if self._source is None:
+            return {}
+        paths = self._source.resolver.document.get("paths") or {}
+        node = (paths.get(self.spec_path) or {}).get(self._method)
+        return node if isinstance(node, Mapping) else {}
 
     def request_schema(self) -> dict[str, Any] | None:
         """JSON Schema of the JSON request body, or None when the operation takes none."""
@@ -252,7 +268,11 @@ class ObjectInfo:
     owner: str | None = None
     owned_lists: dict[str, str] = field(default_factory=dict)
     operation_ids: tuple[str, ...] = ()  # every operation of the family, workflows included
-    _resolver: SchemaResolver | None = field(default=None, repr=False, compare=False)
+    _source: SpecFile | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def _resolver(self) -> SchemaResolver | None:
+        return None if self._source is None else self._source.resolver
 
     @property
     def stream(self) -> str:
@@ -290,13 +310,39 @@ class ObjectInfo:
         return self._resolver.record_schema(self.schema_name)
 
 
+class SpecFile:
+    """One spec file, decoded on first use.
+
+    With the index read from its disk cache (``spec_cache``), a run decodes only the files
+    whose schemas it asks for: the target writing customers decodes one 0.5 MB file of the
+    6 MB.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.name
+        self._resolver: SchemaResolver | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def resolver(self) -> SchemaResolver:
+        if self._resolver is None:
+            with self._lock:
+                if self._resolver is None:
+                    document = msgspec.json.decode(self.path.read_bytes())
+                    if not isinstance(document, dict):
+                        raise ValueError(f"{self.path}: not an OpenAPI document")
+                    self._resolver = SchemaResolver(document, self.name)
+        return self._resolver
+
+
 class SpecRegistry:
     """Index of operations and objects across the embedded and extra spec files."""
 
     def __init__(self, files: Sequence[Path]) -> None:
         self.files: tuple[Path, ...] = tuple(files)
         self._lock = threading.RLock()
-        self._resolvers: dict[str, SchemaResolver] | None = None
+        self.sources: tuple[SpecFile, ...] = tuple(SpecFile(path) for path in self.files)
         self._operations: dict[str, Operation] | None = None
         self._objects: dict[str, ObjectInfo] | None = None
 
@@ -318,36 +364,38 @@ class SpecRegistry:
     @property
     def operations(self) -> Mapping[str, Operation]:
         if self._operations is None:
-            with self._lock:
-                if self._operations is None:
-                    self._operations = self._index_operations()
+            self._index()
+            assert self._operations is not None
         return self._operations
 
     @property
     def objects(self) -> Mapping[str, ObjectInfo]:
         if self._objects is None:
-            with self._lock:
-                if self._objects is None:
-                    self._objects = self._index_objects()
+            self._index()
+            assert self._objects is not None
         return self._objects
 
-    def _documents(self) -> dict[str, SchemaResolver]:
-        if self._resolvers is None:
-            with self._lock:
-                if self._resolvers is None:
-                    resolvers: dict[str, SchemaResolver] = {}
-                    for path in self.files:
-                        document = msgspec.json.decode(path.read_bytes())
-                        if not isinstance(document, dict):
-                            raise ValueError(f"{path}: not an OpenAPI document")
-                        # key by path so two extra files with the same name both count
-                        resolvers[str(path)] = SchemaResolver(document, path.name)
-                    self._resolvers = resolvers
-        return self._resolvers
+    def _index(self) -> None:
+        """Both indexes: from the disk cache while the files and this code are unchanged
+        (~15 ms), else built from the files (~130 ms for the embedded ones) and cached."""
+        with self._lock:
+            if self._objects is not None:
+                return
+            from intacct_api import spec_cache  # it builds our dataclasses: imported late
+
+            cached = spec_cache.load(self.sources)
+            if cached is not None:
+                self._operations, self._objects = cached
+                return
+            operations = self._index_operations()
+            objects = self._index_objects(operations)
+            spec_cache.store(self.sources, operations, objects)
+            self._operations, self._objects = operations, objects
 
     def _index_operations(self) -> dict[str, Operation]:
         operations: dict[str, Operation] = {}
-        for resolver in self._documents().values():
+        for source in self.sources:
+            resolver = source.resolver
             paths = resolver.document.get("paths") or {}
             for raw_path, item in paths.items():
                 if not isinstance(item, Mapping):
@@ -371,23 +419,23 @@ class SpecRegistry:
                         kind=kind,
                         parameters=tuple(merged.values()),
                         summary=str(node.get("summary") or ""),
-                        source_file=resolver.source,
+                        source_file=source.name,
                         description=str(node.get("description") or ""),
                         spec_path=raw_path,
-                        _node=node,
-                        _resolver=resolver,
+                        _source=source,
+                        _method=method,
                     )
         return operations
 
-    def _index_objects(self) -> dict[str, ObjectInfo]:
+    def _index_objects(self, operations: Mapping[str, Operation]) -> dict[str, ObjectInfo]:
         families: dict[str, list[Operation]] = {}
-        for operation in self.operations.values():
+        for operation in operations.values():
             if operation.object_name:
                 families.setdefault(operation.object_name, []).append(operation)
-        schema_owner: dict[str, SchemaResolver] = {}  # component name -> last file defining it
-        for resolver in self._documents().values():
-            for name in resolver.schema_names():
-                schema_owner[name] = resolver
+        schema_owner: dict[str, SpecFile] = {}  # component name -> last file defining it
+        for source in self.sources:
+            for name in source.resolver.schema_names():
+                schema_owner[name] = source
         objects: dict[str, ObjectInfo] = {}
         for name, ops in sorted(families.items()):
             info = _object_info(name, ops, schema_owner)
@@ -504,34 +552,35 @@ def _pick(ops: list[Operation], kind: str) -> str | None:
 
 
 def _object_info(
-    name: str, ops: list[Operation], schema_owner: Mapping[str, SchemaResolver]
+    name: str, ops: list[Operation], schema_owner: Mapping[str, SpecFile]
 ) -> ObjectInfo | None:
     if not any(op.path.startswith("/objects/") for op in ops):
         return None
     application, _, obj = name.partition("/")
     schema_name = f"objects.{application}.{obj}"
-    resolver = schema_owner.get(schema_name)
-    if resolver is None:
+    source = schema_owner.get(schema_name)
+    if source is None:
         # a few families name their record schema differently; the get operation says which
         for op in sorted(ops, key=lambda o: o.kind != "get"):
             ref = op.result_schema_name() if op.kind == "get" else None
             if ref and ref in schema_owner and ref != "object-reference":
-                schema_name, resolver = ref, schema_owner[ref]
+                schema_name, source = ref, schema_owner[ref]
                 break
-    if resolver is None:
+    if source is None:
         return None
+    resolver = source.resolver
     info = ObjectInfo(
         name=name,
         application=application,
         schema_name=schema_name,
-        source_file=resolver.source,
+        source_file=source.name,
         list_operation_id=_pick(ops, "list"),
         get_operation_id=_pick(ops, "get"),
         create_operation_id=_pick(ops, "create"),
         update_operation_id=_pick(ops, "update"),
         delete_operation_id=_pick(ops, "delete"),
         operation_ids=tuple(sorted(op.operation_id for op in ops)),
-        _resolver=resolver,
+        _source=source,
     )
     required_name = f"{application}-{obj}RequiredProperties"
     if resolver.has_component(required_name):

@@ -15,27 +15,21 @@ What the key covers (anything else cannot change the catalog):
 * the whole config except secrets (the secrets are left out, not hashed).
 
 ``schema_source: model`` is never cached: it describes the live company. The setting
-``catalog_cache: false`` turns the cache off.
+``catalog_cache: false`` turns the cache off. Where the file lives and when it is trusted is
+``intacct_api.disk_cache``'s rule, shared with the spec index and the compiled validators.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import os
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from intacct_api.disk_cache import DiskCache, code_stamps, file_stamps
 from intacct_api.specs_location import embedded_spec_files
 
 __all__ = ["CatalogCache"]
-
-logger = logging.getLogger(__name__)
 
 _SOURCES = (
     "tap_intacct/*.py",
@@ -60,17 +54,6 @@ def _version(distribution: str) -> str:
         return "unknown"
 
 
-def _file_stamps(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
-    stamps = []
-    for path in paths:
-        try:
-            info = path.stat()
-        except OSError:
-            continue
-        stamps.append((str(path), info.st_size, info.st_mtime_ns))
-    return stamps
-
-
 def _spec_path_files(spec_path: Any) -> list[Path]:
     entries = [spec_path] if isinstance(spec_path, str) else list(spec_path or [])
     files: list[Path] = []
@@ -78,11 +61,6 @@ def _spec_path_files(spec_path: Any) -> list[Path]:
         path = Path(str(entry)).expanduser()
         files.extend(sorted(path.glob("*.json")) if path.is_dir() else [path])
     return files
-
-
-def _source_files() -> list[Path]:
-    here = Path(__file__).resolve().parent.parent
-    return sorted(p for pattern in _SOURCES for p in here.glob(pattern))
 
 
 class CatalogCache:
@@ -99,36 +77,21 @@ class CatalogCache:
         parts = {
             "distribution": _version("intacct-singer"),
             "sdk": _version("singer-sdk"),
-            "spec": _file_stamps(embedded_spec_files()),
-            "spec_path": _file_stamps(_spec_path_files(config.get("spec_path"))),
-            "source": _file_stamps(_source_files()),
+            "spec": file_stamps(embedded_spec_files()),
+            "spec_path": file_stamps(_spec_path_files(config.get("spec_path"))),
+            "source": code_stamps(*_SOURCES),
             "config": discovery_config,
         }
-        digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-        self.folder = folder or Path(platformdirs.user_cache_dir("tap-intacct"))
-        self.path = self.folder / f"catalog-{digest[:32]}.json"
+        self._cache = DiskCache(
+            "catalog", prefix="catalog", suffix=".json", keep=_KEEP, folder=folder
+        )
+        self.path = self._cache.path_for(parts)
 
     def read(self) -> str | None:
-        """The cached catalog text, or None (absent or unreadable: discover again)."""
-        try:
-            return self.path.read_text(encoding="utf-8")
-        except OSError:
-            return None
+        """The cached catalog text, or None (absent, unreadable or caching off: discover)."""
+        data = self._cache.read(self.path)
+        return None if data is None else data.decode("utf-8")
 
     def write(self, catalog_text: str) -> None:
-        """Store the catalog atomically; a cache that cannot be written is only logged."""
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_text(catalog_text, encoding="utf-8")
-            partial.replace(self.path)
-            self._prune()
-        except OSError as exc:
-            logger.info("catalog cache not written (%s); discovery is simply not reused", exc)
-
-    def _prune(self) -> None:
-        files = sorted(
-            self.folder.glob("catalog-*.json"), key=lambda p: p.stat().st_mtime, reverse=True
-        )
-        for old in files[_KEEP:]:
-            old.unlink(missing_ok=True)
+        """Store the catalog; a cache that cannot be written is only logged."""
+        self._cache.write(self.path, catalog_text.encode("utf-8"))

@@ -38,6 +38,8 @@ import fastjsonschema
 import jsonschema
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
+from intacct_api.compiled_validators import compiled_validator
+
 __all__ = ["FastRecordValidator", "RecordFailure"]
 
 _DATELIKE = ("date-time", "date", "time")
@@ -100,7 +102,7 @@ class FastRecordValidator(BaseJSONSchemaValidator):
             checked["properties"] = {
                 name: sub for name, sub in props.items() if name not in self.checked_downstream
             }
-        self._compiled = fastjsonschema.compile(checked, use_default=False, use_formats=False)
+        self._compiled = compiled_validator(checked)
         self._explainer = jsonschema.Draft202012Validator(checked)
         self._datelike = {
             name: kind

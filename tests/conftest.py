@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +15,12 @@ import pytest
 from intacct_api.spec import default_registry
 from intacct_emulator.company import Company
 from intacct_emulator.testing import EmulatorServer
+
+# The disk caches (spec index, compiled validators, catalogs) of this session: a folder of its
+# own, so no test reads what another checkout or an earlier run left in the user's cache, and
+# the subprocesses the tests start (which inherit the environment) share it.
+os.environ["INTACCT_CACHE_DIR"] = tempfile.mkdtemp(prefix="intacct-test-cache-")
+atexit.register(shutil.rmtree, os.environ["INTACCT_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
