@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import stat
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,8 @@ class DiskCache:
         try:
             if not self._trusted(create=True):
                 return
-            partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            # per process and thread: two threads may derive the same entry at once
+            partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             partial.write_bytes(data)
             partial.replace(path)
             self._prune()

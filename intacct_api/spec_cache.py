@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -86,13 +87,12 @@ class _Index(msgspec.Struct, array_like=True):
 _DECODER = msgspec.msgpack.Decoder(_Index)
 
 
-def _entry(sources: Sequence[SpecFile]) -> tuple[DiskCache, Any]:
+def _entry(sources: Sequence[SpecFile]) -> tuple[DiskCache, Path | None]:
     cache = DiskCache("spec-index", prefix="index", suffix=".msgpack", keep=_KEEP)
-    parts = {
-        "format": FORMAT,
-        "files": file_stamps(source.path for source in sources),
-        "code": code_stamps(*_CODE),
-    }
+    files = file_stamps(source.path for source in sources)
+    if len(files) != len(sources):  # a file is missing: building says which, loudly
+        return cache, None
+    parts = {"format": FORMAT, "files": files, "code": code_stamps(*_CODE)}
     return cache, cache.path_for(parts)
 
 

@@ -226,3 +226,13 @@ def test_catalog_cache_key_leaves_secrets_out_and_follows_the_config(cache_dir: 
     assert cache.path is not None
     assert cache.path.parent == cache_dir / "catalog"
     assert "s3cret" not in cache.path.name
+
+
+def test_a_missing_spec_file_is_reported_even_when_the_others_are_cached(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    files = embedded_spec_files()
+    assert SpecRegistry(files).objects  # the embedded files' index is cached
+    gone = tmp_path / "removed.json"
+    with pytest.raises(FileNotFoundError):
+        SpecRegistry([*files, gone]).objects  # noqa: B018 - the lookup is what raises
