@@ -21,6 +21,7 @@ from types import CodeType
 from typing import Any
 
 import fastjsonschema
+import msgspec
 
 from intacct_api.disk_cache import DiskCache
 
@@ -31,7 +32,9 @@ logger = logging.getLogger(__name__)
 _OPTIONS: dict[str, Any] = {"use_default": False, "use_formats": False}
 """No defaults written into records, no format checks (dates are checked where they are
 parsed): the same options everywhere, so one cache entry serves both validators."""
-_KEEP = 64
+_KEEP = 256
+"""Entries kept, by last use (~130 KB each): three validators per stream (stream, create and
+update schemas), so some 80 streams before one is compiled again."""
 _ENTRY = "validate"
 """The name fastjsonschema gives the validator of a schema without ``$id``."""
 
@@ -39,10 +42,18 @@ _ENTRY = "validate"
 def compiled_validator(schema: Mapping[str, Any]) -> Callable[[Any], Any]:
     """``fastjsonschema.compile(schema, use_default=False, use_formats=False)``, from the
     disk cache when this schema was compiled before by the same library and Python."""
+    try:
+        # in the schema's own order: the order of `properties` decides which of two bad
+        # members an error names, so two orders are two validators
+        text = msgspec.json.encode(schema).decode()
+    except TypeError:  # not JSON (a schema built in code): compiled, not cached
+        text = None
+    if text is None or "$id" in schema:  # fastjsonschema names the function after `$id`
+        return fastjsonschema.compile(dict(schema), **_OPTIONS)
     cache = DiskCache("validators", prefix="validator", suffix=".marshal", keep=_KEEP)
     path = cache.path_for(
         {
-            "schema": schema,
+            "schema": text,
             "options": _OPTIONS,
             "fastjsonschema": fastjsonschema.VERSION,
             "python": sys.version,  # bytecode and the marshal format are per version
@@ -56,7 +67,8 @@ def compiled_validator(schema: Mapping[str, Any]) -> Callable[[Any], Any]:
     namespace: dict[str, Any] = {}
     exec(code, namespace)  # noqa: S102 - our own generated code (see module docstring)
     validate = namespace.get(_ENTRY)
-    if not callable(validate):  # a schema with `$id` names it otherwise: compile as usual
+    if not callable(validate):  # another fastjsonschema naming: correct, only slower
+        logger.warning("fastjsonschema %s defines no `%s`", fastjsonschema.VERSION, _ENTRY)
         return fastjsonschema.compile(dict(schema), **_OPTIONS)
     return validate
 

@@ -37,7 +37,7 @@ def default_token_store_path() -> str:
     return str(Path(platformdirs.user_config_dir("intacct")) / "tokens.json")
 
 
-def _as_list(value: Any) -> list[str]:
+def as_list(value: Any) -> list[str]:
     """Accept a list, a JSON-ish comma string or None for list-valued settings."""
     if value is None or value == "":
         return []
@@ -96,7 +96,7 @@ class ConnectionSettings:
             max_retries=int(pick("max_retries", DEFAULT_MAX_RETRIES)),
             timeout=float(pick("timeout", DEFAULT_TIMEOUT)),
             max_retry_wait=float(pick("max_retry_wait", 300.0)),
-            spec_path=_as_list(config.get("spec_path")),
+            spec_path=as_list(config.get("spec_path")),
             user_agent=str(pick("user_agent", f"intacct-singer/{__version__}")),
         )
 

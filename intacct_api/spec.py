@@ -175,7 +175,12 @@ class Operation:
             return {}
         paths = self._source.resolver.document.get("paths") or {}
         node = (paths.get(self.spec_path) or {}).get(self._method)
-        return node if isinstance(node, Mapping) else {}
+        if not isinstance(node, Mapping):  # the index and the file disagree: never guess
+            raise RuntimeError(
+                f"{self._source.path}: {self._method.upper()} {self.spec_path} "
+                f"({self.operation_id}) is not in the file its index was built from"
+            )
+        return node
 
     def request_schema(self) -> dict[str, Any] | None:
         """JSON Schema of the JSON request body, or None when the operation takes none."""
@@ -321,6 +326,9 @@ class SpecFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = path.name
+        self.indexed_as: tuple[int, int] | None = None
+        """(size, mtime in ns) of the file the cached index was built from, checked when the
+        file is decoded later: an index must never be paired with another version of it."""
         self._resolver: SchemaResolver | None = None
         self._lock = threading.Lock()
 
@@ -329,7 +337,15 @@ class SpecFile:
         if self._resolver is None:
             with self._lock:
                 if self._resolver is None:
-                    document = msgspec.json.decode(self.path.read_bytes())
+                    content = self.path.read_bytes()
+                    if self.indexed_as is not None:
+                        info = self.path.stat()
+                        if (info.st_size, info.st_mtime_ns) != self.indexed_as:
+                            raise RuntimeError(
+                                f"{self.path} changed while this process was running (its "
+                                "index was read before the change); run it again"
+                            )
+                    document = msgspec.json.decode(content)
                     if not isinstance(document, dict):
                         raise ValueError(f"{self.path}: not an OpenAPI document")
                     self._resolver = SchemaResolver(document, self.name)

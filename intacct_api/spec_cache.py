@@ -10,8 +10,10 @@ The key (``intacct_api.disk_cache``) is every spec file in load order (path, siz
 modification time; the order matters, later files win) and the code that builds the index, so
 an added ``spec_path`` file, an upgraded wheel or an edited checkout builds it again. What is
 stored is exactly what the builder computed (the lazily computed facts, such as
-``has_modified_timestamp``, stay lazy); ``tests/core/test_spec_cache.py`` checks that a
-registry read from the cache equals one built from the files, schemas included.
+``has_modified_timestamp``, stay lazy); ``tests/core/test_disk_caches.py`` checks that a
+registry read from the cache equals one built from the files, schemas included. A file decoded
+later must still be the one the index was built from (``SpecFile.indexed_as``): a file changed
+under a running process is an error, never a silently different schema.
 """
 
 from __future__ import annotations
@@ -87,13 +89,15 @@ class _Index(msgspec.Struct, array_like=True):
 _DECODER = msgspec.msgpack.Decoder(_Index)
 
 
-def _entry(sources: Sequence[SpecFile]) -> tuple[DiskCache, Path | None]:
+def _entry(
+    sources: Sequence[SpecFile],
+) -> tuple[DiskCache, Path | None, list[tuple[str, int, int]]]:
     cache = DiskCache("spec-index", prefix="index", suffix=".msgpack", keep=_KEEP)
     files = file_stamps(source.path for source in sources)
     if len(files) != len(sources):  # a file is missing: building says which, loudly
-        return cache, None
+        return cache, None, files
     parts = {"format": FORMAT, "files": files, "code": code_stamps(*_CODE)}
-    return cache, cache.path_for(parts)
+    return cache, cache.path_for(parts), files
 
 
 def load(
@@ -102,7 +106,7 @@ def load(
     """The cached index for these files, or None (absent, unreadable, or caching off)."""
     from intacct_api.spec import ObjectInfo, Operation, Parameter
 
-    cache, path = _entry(sources)
+    cache, path, stamps = _entry(sources)
     data = cache.read(path)
     if data is None:
         return None
@@ -151,6 +155,8 @@ def load(
     except (msgspec.DecodeError, msgspec.ValidationError, IndexError) as exc:
         logger.info("spec index cache %s unusable (%s); building the index again", path, exc)
         return None
+    for source, (_, size, mtime_ns) in zip(sources, stamps, strict=True):
+        source.indexed_as = (size, mtime_ns)
     return operations, objects
 
 
@@ -160,7 +166,7 @@ def store(
     objects: Mapping[str, ObjectInfo],
 ) -> None:
     """Keep a freshly built index for the next process (a failure is only logged)."""
-    cache, path = _entry(sources)
+    cache, path, _ = _entry(sources)
     if path is None:
         return
     position = {id(source): i for i, source in enumerate(sources)}
@@ -206,4 +212,9 @@ def store(
             for info in objects.values()
         ],
     )
-    cache.write(path, msgspec.msgpack.encode(index))
+    try:
+        data = msgspec.msgpack.encode(index)
+    except (msgspec.EncodeError, OverflowError, TypeError) as exc:  # e.g. an integer > 2**64
+        logger.info("spec index not cached (%s); it is built again next time", exc)
+        return
+    cache.write(path, data)

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from intacct_api.disk_cache import DiskCache, code_stamps, file_stamps
-from intacct_api.specs_location import embedded_spec_files
+from intacct_api.settings import as_list
+from intacct_api.spec import SpecRegistry
 
 __all__ = ["CatalogCache"]
 
@@ -54,15 +55,6 @@ def _version(distribution: str) -> str:
         return "unknown"
 
 
-def _spec_path_files(spec_path: Any) -> list[Path]:
-    entries = [spec_path] if isinstance(spec_path, str) else list(spec_path or [])
-    files: list[Path] = []
-    for entry in entries:
-        path = Path(str(entry)).expanduser()
-        files.extend(sorted(path.glob("*.json")) if path.is_dir() else [path])
-    return files
-
-
 class CatalogCache:
     """The cached catalog text for one config (see module docstring)."""
 
@@ -77,8 +69,9 @@ class CatalogCache:
         parts = {
             "distribution": _version("intacct-singer"),
             "sdk": _version("singer-sdk"),
-            "spec": file_stamps(embedded_spec_files()),
-            "spec_path": file_stamps(_spec_path_files(config.get("spec_path"))),
+            # the registry's own file list: embedded, then `spec_path` (a missing one raises,
+            # as discovery would)
+            "spec": file_stamps(SpecRegistry.load(as_list(config.get("spec_path"))).files),
             "source": code_stamps(*_SOURCES),
             "config": discovery_config,
         }

@@ -12,15 +12,18 @@ from typing import Any
 import httpx
 import pytest
 
+from intacct_api.disk_cache import CACHE_DIR_ENV, cache_root
 from intacct_api.spec import default_registry
 from intacct_emulator.company import Company
 from intacct_emulator.testing import EmulatorServer
 
 # The disk caches (spec index, compiled validators, catalogs) of this session: a folder of its
 # own, so no test reads what another checkout or an earlier run left in the user's cache, and
-# the subprocesses the tests start (which inherit the environment) share it.
-os.environ["INTACCT_CACHE_DIR"] = tempfile.mkdtemp(prefix="intacct-test-cache-")
-atexit.register(shutil.rmtree, os.environ["INTACCT_CACHE_DIR"], ignore_errors=True)
+# the subprocesses the tests start (which inherit the environment) share it. A session run
+# with INTACCT_CACHE_DIR=off keeps the caches off (the suite must pass either way).
+if cache_root() is not None:
+    os.environ[CACHE_DIR_ENV] = tempfile.mkdtemp(prefix="intacct-test-cache-")
+    atexit.register(shutil.rmtree, os.environ[CACHE_DIR_ENV], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -236,3 +236,131 @@ def test_a_missing_spec_file_is_reported_even_when_the_others_are_cached(
     gone = tmp_path / "removed.json"
     with pytest.raises(FileNotFoundError):
         SpecRegistry([*files, gone]).objects  # noqa: B018 - the lookup is what raises
+
+
+def test_a_spec_file_changed_under_a_running_process_is_an_error_not_another_schema(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    extra = tmp_path / "extra.json"
+    shutil.copy(embedded_spec_files()[0], extra)
+    assert SpecRegistry.load([extra]).objects  # built and cached
+    registry = SpecRegistry.load([extra])  # the index from the cache, nothing decoded yet
+    some_op = next(op for op in registry.operations.values() if op.source_file == "extra.json")
+    extra.write_text(json.dumps({"openapi": "3.0.0", "paths": {}, "components": {}}))
+    with pytest.raises(RuntimeError, match="changed while this process was running"):
+        some_op.request_schema()
+
+
+def test_a_spec_value_msgpack_cannot_hold_is_built_but_not_cached(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    extra = tmp_path / "huge.json"
+    document = json.loads(embedded_spec_files()[0].read_text())
+    item = next(iter(document["paths"].values()))
+    params = item.setdefault("parameters", [])
+    params.append({"name": "huge", "in": "query", "schema": {"maximum": 10**30}})
+    extra.write_text(json.dumps(document))
+    registry = SpecRegistry.load([extra])
+    assert registry.operations  # built: the cache is only skipped
+    assert not _index_files(cache_dir)
+
+
+def test_the_index_key_follows_the_code_that_builds_it(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = SpecRegistry.load().sources
+    _, before, _ = spec_cache._entry(sources)
+    monkeypatch.setattr(spec_cache, "code_stamps", lambda *p: [("spec.py", 1, 2)])
+    _, after, _ = spec_cache._entry(sources)
+    assert before != after
+
+
+def test_a_symbolic_link_is_never_followed_into_a_cache(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = tmp_path / "real"
+    cache = DiskCache("kind", prefix="entry", suffix=".bin", keep=4, folder=real)
+    path = cache.path_for({"what": 1})
+    assert path is not None
+    cache.write(path, b"mine")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    through_link = DiskCache("kind", prefix="entry", suffix=".bin", keep=4, folder=link)
+    assert through_link.read(link / path.name) is None  # the folder is a link
+    assert "is a symbolic link" in caplog.text
+
+    (real / "entry-linked.bin").symlink_to(path)  # an entry that is a link
+    assert cache.read(real / "entry-linked.bin") is None
+    assert cache.read(path) == b"mine"
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o720, 0o702])
+def test_group_or_other_write_permission_on_the_folder_or_entry_refuses_it(
+    tmp_path: Path, mode: int
+) -> None:
+    folder = tmp_path / "c"
+    cache = DiskCache("kind", prefix="entry", suffix=".bin", keep=4, folder=folder)
+    path = cache.path_for({"what": 1})
+    assert path is not None
+    cache.write(path, b"mine")
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o600 | (mode & 0o022))
+    assert cache.read(path) is None  # the entry
+    path.chmod(0o600)
+    folder.chmod(mode)
+    assert cache.read(path) is None  # the folder
+    folder.chmod(0o700)
+    assert cache.read(path) == b"mine"
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    folder = tmp_path / "c"
+    cache = DiskCache("kind", prefix="entry", suffix=".bin", keep=4, folder=folder)
+    path = cache.path_for({"what": 1})
+    assert path is not None
+    folder.mkdir(mode=0o700)
+    path.mkdir()  # the rename onto it fails
+    (path / "occupied").write_text("x")
+    cache.write(path, b"data")
+    assert sorted(p.name for p in folder.iterdir()) == [path.name]
+
+
+def test_entries_in_use_survive_pruning(tmp_path: Path) -> None:
+    cache = DiskCache("kind", prefix="entry", suffix=".bin", keep=2, folder=tmp_path / "c")
+    paths = [cache.path_for({"n": n}) for n in range(3)]
+    for n, path in enumerate(paths[:2]):
+        assert path is not None
+        cache.write(path, b"x")
+        os.utime(path, (1000 + n, 1000 + n))
+    assert cache.read(paths[0]) == b"x"  # used: now the newest
+    cache.write(paths[2], b"y")  # a third entry: one of the first two goes
+    assert paths[0] is not None
+    assert paths[0].exists()
+    assert paths[1] is not None
+    assert not paths[1].exists()
+
+
+def test_a_schema_with_an_id_or_another_property_order_gets_its_own_validator(
+    cache_dir: Path,
+) -> None:
+    with_id = {**SCHEMA, "$id": "https://example.com/customer.json"}
+    expected = _verdicts(fastjsonschema.compile(with_id, use_default=False, use_formats=False))
+    assert _verdicts(compiled_validator(with_id)) == expected
+
+    both_bad = {"a": "x", "b": "y"}
+    ab = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}
+    ba = {"type": "object", "properties": {"b": {"type": "integer"}, "a": {"type": "integer"}}}
+    names = []
+    for schema in (ab, ba):
+        with pytest.raises(fastjsonschema.JsonSchemaValueException) as caught:
+            compiled_validator(schema)(both_bad)
+        names.append(caught.value.name)
+    assert names == ["data.a", "data.b"]  # as a fresh compile of each would name them
+
+
+def test_catalog_cache_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CACHE_DIR_ENV, "off")
+    cache = CatalogCache({"client_id": "a"}, [])
+    cache.write("{}")
+    assert cache.path is None
+    assert cache.read() is None
