@@ -18,10 +18,12 @@ under a running process is an error, never a silently different schema.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -34,59 +36,50 @@ __all__ = ["load", "store"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
-"""Raised when the rows below change shape."""
+FORMAT = 2
+"""Raised when the way rows are made (below) changes; a change of the dataclasses' fields
+changes the key through ``spec.py``'s stamp."""
 _CODE = ("intacct_api/spec.py", "intacct_api/schema.py", "intacct_api/spec_cache.py")
 _KEEP = 8
 """Index files kept (several installs or spec_path sets on one machine)."""
+_FROM_THE_FILE = ("source_file", "_source")
+"""Not stored: a row keeps its file's position in the load order (``source``) instead."""
+
+_Record = TypeVar("_Record")
 
 
-class _ParameterRow(msgspec.Struct, array_like=True):
-    name: str
-    location: str
-    required: bool
-    schema: dict[str, Any]
-    description: str | None
-    example: Any
+_ROW_TYPES: dict[str, type[msgspec.Struct]] = {}
 
 
-class _OperationRow(msgspec.Struct, array_like=True):
-    operation_id: str
-    method: str
-    path: str
-    application: str | None
-    object_name: str | None
-    kind: str
-    parameters: list[_ParameterRow]
-    summary: str
-    description: str
-    spec_path: str
-    source: int  # position of its file in the registry's load order
-    spec_method: str
+def _row_type(cls: type) -> type[msgspec.Struct]:
+    """A msgpack row holding every field of the dataclass ``cls`` (``Operation``,
+    ``ObjectInfo``) but its file, so that no field list is written twice and a new field is
+    cached without a change here."""
+    row_type = _ROW_TYPES.get(cls.__name__)
+    if row_type is None:
+        hints = typing.get_type_hints(cls)
+        fields = [
+            (field.name, hints[field.name])
+            for field in dataclasses.fields(cls)
+            if field.name not in _FROM_THE_FILE
+        ]
+        row_type = msgspec.defstruct(
+            f"_{cls.__name__}Row", [*fields, ("source", int)], array_like=True
+        )
+        _ROW_TYPES[cls.__name__] = row_type
+    return row_type
 
 
-class _ObjectRow(msgspec.Struct, array_like=True):
-    name: str
-    application: str
-    schema_name: str
-    list_operation_id: str | None
-    get_operation_id: str | None
-    create_operation_id: str | None
-    update_operation_id: str | None
-    delete_operation_id: str | None
-    required_on_create: list[str]
-    owner: str | None
-    owned_lists: dict[str, str]
-    operation_ids: list[str]
-    source: int
+def _to_row(record: Any, position: Mapping[int, int]) -> msgspec.Struct:
+    row_type = _row_type(type(record))
+    values = {name: getattr(record, name) for name in row_type.__struct_fields__[:-1]}
+    return row_type(**values, source=position[id(record._source)])
 
 
-class _Index(msgspec.Struct, array_like=True):
-    operations: list[_OperationRow]
-    objects: list[_ObjectRow]
-
-
-_DECODER = msgspec.msgpack.Decoder(_Index)
+def _from_row(cls: Callable[..., _Record], row: Any, sources: Sequence[SpecFile]) -> _Record:
+    source = sources[row.source]
+    values = {name: getattr(row, name) for name in row.__struct_fields__[:-1]}
+    return cls(**values, source_file=source.name, _source=source)
 
 
 def _entry(
@@ -104,54 +97,22 @@ def load(
     sources: Sequence[SpecFile],
 ) -> tuple[dict[str, Operation], dict[str, ObjectInfo]] | None:
     """The cached index for these files, or None (absent, unreadable, or caching off)."""
-    from intacct_api.spec import ObjectInfo, Operation, Parameter
+    from intacct_api.spec import ObjectInfo, Operation
 
     cache, path, stamps = _entry(sources)
     data = cache.read(path)
     if data is None:
         return None
+    operation_row: Any = _row_type(Operation)
+    object_row: Any = _row_type(ObjectInfo)
     try:
-        index = _DECODER.decode(data)
+        operation_rows, object_rows = msgspec.msgpack.decode(
+            data, type=tuple[list[operation_row], list[object_row]]
+        )
         operations = {
-            row.operation_id: Operation(
-                operation_id=row.operation_id,
-                method=row.method,
-                path=row.path,
-                application=row.application,
-                object_name=row.object_name,
-                kind=row.kind,
-                parameters=tuple(
-                    Parameter(p.name, p.location, p.required, p.schema, p.description, p.example)
-                    for p in row.parameters
-                ),
-                summary=row.summary,
-                source_file=sources[row.source].name,
-                description=row.description,
-                spec_path=row.spec_path,
-                _source=sources[row.source],
-                _method=row.spec_method,
-            )
-            for row in index.operations
+            row.operation_id: _from_row(Operation, row, sources) for row in operation_rows
         }
-        objects = {
-            row.name: ObjectInfo(
-                name=row.name,
-                application=row.application,
-                schema_name=row.schema_name,
-                source_file=sources[row.source].name,
-                list_operation_id=row.list_operation_id,
-                get_operation_id=row.get_operation_id,
-                create_operation_id=row.create_operation_id,
-                update_operation_id=row.update_operation_id,
-                delete_operation_id=row.delete_operation_id,
-                required_on_create=tuple(row.required_on_create),
-                owner=row.owner,
-                owned_lists=row.owned_lists,
-                operation_ids=tuple(row.operation_ids),
-                _source=sources[row.source],
-            )
-            for row in index.objects
-        }
+        objects = {row.name: _from_row(ObjectInfo, row, sources) for row in object_rows}
     except (msgspec.DecodeError, msgspec.ValidationError, IndexError) as exc:
         logger.info("spec index cache %s unusable (%s); building the index again", path, exc)
         return None
@@ -170,47 +131,9 @@ def store(
     if path is None:
         return
     position = {id(source): i for i, source in enumerate(sources)}
-    index = _Index(
-        operations=[
-            _OperationRow(
-                operation_id=op.operation_id,
-                method=op.method,
-                path=op.path,
-                application=op.application,
-                object_name=op.object_name,
-                kind=op.kind,
-                parameters=[
-                    _ParameterRow(
-                        p.name, p.location, p.required, p.schema, p.description, p.example
-                    )
-                    for p in op.parameters
-                ],
-                summary=op.summary,
-                description=op.description,
-                spec_path=op.spec_path,
-                source=position[id(op._source)],
-                spec_method=op._method,
-            )
-            for op in operations.values()
-        ],
-        objects=[
-            _ObjectRow(
-                name=info.name,
-                application=info.application,
-                schema_name=info.schema_name,
-                list_operation_id=info.list_operation_id,
-                get_operation_id=info.get_operation_id,
-                create_operation_id=info.create_operation_id,
-                update_operation_id=info.update_operation_id,
-                delete_operation_id=info.delete_operation_id,
-                required_on_create=list(info.required_on_create),
-                owner=info.owner,
-                owned_lists=dict(info.owned_lists),
-                operation_ids=list(info.operation_ids),
-                source=position[id(info._source)],
-            )
-            for info in objects.values()
-        ],
+    index = (
+        [_to_row(operation, position) for operation in operations.values()],
+        [_to_row(info, position) for info in objects.values()],
     )
     try:
         data = msgspec.msgpack.encode(index)
