@@ -15,11 +15,11 @@ Both are reads: a failing look-up leaves its lines ``error`` (nothing was writte
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from intacct_api.client import DEFAULT_ENTITY
-from intacct_api.mutate_validation import dig
+from intacct_api.mutate_upsert import lookup_values
+from intacct_api.mutate_validation import member_of
 
 if TYPE_CHECKING:
     from intacct_api.client import IntacctClient
@@ -31,7 +31,6 @@ __all__ = ["DOCUMENT_TYPE", "document_name_of", "lookup_members"]
 DOCUMENT_TYPE = "documentType"
 """The member of a document (and of a back-reference to one) naming its transaction
 definition: the ``documentName`` of its paths (the spec's examples agree: ``Sales Invoice``)."""
-_PAGE_SIZE = 4000
 
 
 def lookup_members(
@@ -43,27 +42,13 @@ def lookup_members(
 ) -> dict[str, str]:
     """``member`` of each record of ``info`` by key (records not found, or whose member is
     empty, are absent): one ``key in [...]`` query, paged only beyond 4,000 rows."""
-    wanted = sorted(set(keys))
     found: dict[str, str] = {}
-    if not wanted:
-        return found
-    start: int | None = 1
-    while start is not None:
-        body = {
-            "object": info.name,
-            "fields": ["key", member],
-            "filters": [{"$in": {"key": wanted}}],
-            "orderBy": [{"key": "asc"}],
-            "start": start,
-            "size": _PAGE_SIZE,
-        }
-        payload = client.query(body, entity=entity if entity is not None else DEFAULT_ENTITY).json()
-        for row in payload.get("ia::result") or ():
-            value = _member(row, member)
-            if value not in (None, "") and row.get("key") is not None:
-                found[str(row["key"])] = str(value)
-        next_start = (payload.get("ia::meta") or {}).get("next")
-        start = int(next_start) if next_start else None
+    wanted = sorted(set(keys))
+    for key, value in lookup_values(
+        client, info, where="key", values=wanted, member=member, entity=entity
+    ):
+        if value not in (None, "") and key is not None:
+            found[str(key)] = str(value)
     return found
 
 
@@ -74,15 +59,8 @@ def document_name_of(info: ObjectInfo, prepared: Sequence[PreparedItem]) -> str 
     names: set[str] = set()
     for item in prepared:
         record = getattr(item.source, "record", None)
-        value = _member(record, f"{back_ref}.{DOCUMENT_TYPE}") if record is not None else None
+        value = member_of(record, f"{back_ref}.{DOCUMENT_TYPE}")
         if value in (None, ""):
             return None
         names.add(str(value))
     return names.pop() if len(names) == 1 else None
-
-
-def _member(row: Any, member: str) -> Any:
-    if not isinstance(row, Mapping):
-        return None
-    value = row.get(member)
-    return dig(row, member) if value is None else value

@@ -9,21 +9,21 @@ bodies were prepared at planning time both ways, so nothing is validated here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from intacct_api.client import DEFAULT_ENTITY
 from intacct_api.errors import IntacctError
 from intacct_api.mutate_plan import PreparedItem, Task
 from intacct_api.mutate_results import ItemOutcome, ItemResult, outcome_from_exception
 from intacct_api.mutate_send import Outcomes, RequestSender
-from intacct_api.mutate_validation import dig
+from intacct_api.mutate_validation import member_of
 
 if TYPE_CHECKING:
     from intacct_api.client import IntacctClient
     from intacct_api.spec import ObjectInfo
 
-__all__ = ["LOOKUP_PAGE_SIZE", "lookup_keys", "run_upsert", "upsert_route"]
+__all__ = ["LOOKUP_PAGE_SIZE", "lookup_keys", "lookup_values", "run_upsert", "upsert_route"]
 
 logger = logging.getLogger("intacct_api.mutate")
 
@@ -100,25 +100,42 @@ def lookup_keys(
 ) -> dict[str, list[str]]:
     """Existing keys by match value: one `$in` query (paged only beyond 4,000 rows)."""
     found: dict[str, list[str]] = {}
+    for key, value in lookup_values(
+        client, info, where=match_on, values=values, member=match_on, entity=entity
+    ):
+        if value is not None and key is not None:
+            found.setdefault(str(value), []).append(str(key))
+    return found
+
+
+def lookup_values(
+    client: IntacctClient,
+    info: ObjectInfo,
+    *,
+    where: str,
+    values: Sequence[str],
+    member: str,
+    entity: str | None,
+) -> Iterator[tuple[Any, Any]]:
+    """``(key, member)`` of each record of ``info`` whose ``where`` is one of ``values``
+    (``member`` may be dotted: ``bill.key``): one `$in` query ordered by key, paged only beyond
+    4,000 rows. The one look-up of the write path (upsert matches, owners of lines, documents'
+    definitions)."""
     if not values:
-        return found
+        return
     start: int | None = 1
     while start is not None:
         body = {
             "object": info.name,
-            "fields": ["key", match_on],
-            "filters": [{"$in": {match_on: list(values)}}],
+            "fields": ["key", member],
+            "filters": [{"$in": {where: list(values)}}],
             "orderBy": [{"key": "asc"}],
             "start": start,
             "size": LOOKUP_PAGE_SIZE,
         }
         payload = client.query(body, entity=entity if entity is not None else DEFAULT_ENTITY).json()
         for row in payload.get("ia::result") or ():
-            value = row.get(match_on)
-            if value is None:
-                value = dig(row, match_on)
-            if value is not None and row.get("key") is not None:
-                found.setdefault(str(value), []).append(str(row["key"]))
+            if isinstance(row, Mapping):
+                yield row.get("key"), member_of(row, member)
         next_start = (payload.get("ia::meta") or {}).get("next")
         start = int(next_start) if next_start else None
-    return found

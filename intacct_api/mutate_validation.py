@@ -632,6 +632,15 @@ def dig(body: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+def member_of(row: Any, path: str) -> Any:
+    """A member of a query row or an input record: the flat dotted key query rows carry
+    (``"bill.key"``), else the nested path (:func:`dig`); None for anything but a mapping."""
+    if not isinstance(row, Mapping):
+        return None
+    value = row.get(path)
+    return dig(row, path) if value is None else value
+
+
 LineRequirements = dict[str, tuple[tuple[str, ...], "LineRequirements"]]
 """Owned list -> (members each of its lines needs on create, the same for the line's lists)."""
 
