@@ -40,6 +40,25 @@ def _decoded(registry: SpecRegistry) -> list[str]:
     return [source.name for source in registry.sources if source._resolver is not None]
 
 
+def _cache(folder: Path, keep: int = 4) -> DiskCache:
+    return DiskCache("kind", prefix="entry", suffix=".bin", keep=keep, folder=folder)
+
+
+def _entry(cache: DiskCache, n: int) -> Path:
+    path = cache.path_for({"n": n})
+    assert path is not None
+    return path
+
+
+def _aged(cache: DiskCache, count: int) -> list[Path]:
+    """``count`` entries written, the first the oldest (modification times 1000, 1001, ...)."""
+    paths = [_entry(cache, n) for n in range(count)]
+    for n, path in enumerate(paths):
+        cache.write(path, b"x")
+        os.utime(path, (1000 + n, 1000 + n))
+    return paths
+
+
 # -- the spec index ----------------------------------------------------------------------------
 
 
@@ -126,31 +145,24 @@ def test_a_folder_others_may_write_is_never_read_or_written(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = tmp_path / "shared"
-    cache = DiskCache("kind", prefix="entry", suffix=".bin", keep=4, folder=folder)
-    path = cache.path_for({"what": 1})
-    assert path is not None
+    cache = _cache(folder)
+    path = _entry(cache, 1)
     cache.write(path, b"mine")
     assert cache.read(path) == b"mine"
     assert folder.stat().st_mode & 0o777 == 0o700
 
     folder.chmod(0o777)  # e.g. a cache folder on a shared volume
     assert cache.read(path) is None
-    cache.write(cache.path_for({"what": 2}), b"other")  # type: ignore[arg-type]
+    cache.write(_entry(cache, 2), b"other")
     assert sorted(p.name for p in folder.iterdir()) == [path.name]
     assert "not private to this user" in caplog.text
 
 
 def test_each_kind_keeps_its_newest_entries(tmp_path: Path) -> None:
-    cache = DiskCache("kind", prefix="entry", suffix=".bin", keep=2, folder=tmp_path / "c")
-    paths = [cache.path_for({"n": n}) for n in range(4)]
-    for n, path in enumerate(paths):
-        assert path is not None
-        cache.write(path, b"x")
-        os.utime(path, (1000 + n, 1000 + n))
+    cache = _cache(tmp_path / "c", keep=2)
+    paths = _aged(cache, 4)
     cache.write(paths[3], b"y")  # prunes after writing
-    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
-        p.name for p in paths[2:] if p is not None
-    )
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(p.name for p in paths[2:])
 
 
 # -- compiled validators -----------------------------------------------------------------------
@@ -279,13 +291,12 @@ def test_a_symbolic_link_is_never_followed_into_a_cache(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     real = tmp_path / "real"
-    cache = DiskCache("kind", prefix="entry", suffix=".bin", keep=4, folder=real)
-    path = cache.path_for({"what": 1})
-    assert path is not None
+    cache = _cache(real)
+    path = _entry(cache, 1)
     cache.write(path, b"mine")
     link = tmp_path / "link"
     link.symlink_to(real, target_is_directory=True)
-    through_link = DiskCache("kind", prefix="entry", suffix=".bin", keep=4, folder=link)
+    through_link = _cache(link)
     assert through_link.read(link / path.name) is None  # the folder is a link
     assert "is a symbolic link" in caplog.text
 
@@ -299,9 +310,8 @@ def test_group_or_other_write_permission_on_the_folder_or_entry_refuses_it(
     tmp_path: Path, mode: int
 ) -> None:
     folder = tmp_path / "c"
-    cache = DiskCache("kind", prefix="entry", suffix=".bin", keep=4, folder=folder)
-    path = cache.path_for({"what": 1})
-    assert path is not None
+    cache = _cache(folder)
+    path = _entry(cache, 1)
     cache.write(path, b"mine")
     assert path.stat().st_mode & 0o777 == 0o600
     path.chmod(0o600 | (mode & 0o022))
@@ -315,9 +325,8 @@ def test_group_or_other_write_permission_on_the_folder_or_entry_refuses_it(
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     folder = tmp_path / "c"
-    cache = DiskCache("kind", prefix="entry", suffix=".bin", keep=4, folder=folder)
-    path = cache.path_for({"what": 1})
-    assert path is not None
+    cache = _cache(folder)
+    path = _entry(cache, 1)
     folder.mkdir(mode=0o700)
     path.mkdir()  # the rename onto it fails
     (path / "occupied").write_text("x")
@@ -326,18 +335,12 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
 
 
 def test_entries_in_use_survive_pruning(tmp_path: Path) -> None:
-    cache = DiskCache("kind", prefix="entry", suffix=".bin", keep=2, folder=tmp_path / "c")
-    paths = [cache.path_for({"n": n}) for n in range(3)]
-    for n, path in enumerate(paths[:2]):
-        assert path is not None
-        cache.write(path, b"x")
-        os.utime(path, (1000 + n, 1000 + n))
-    assert cache.read(paths[0]) == b"x"  # used: now the newest
-    cache.write(paths[2], b"y")  # a third entry: one of the first two goes
-    assert paths[0] is not None
-    assert paths[0].exists()
-    assert paths[1] is not None
-    assert not paths[1].exists()
+    cache = _cache(tmp_path / "c", keep=2)
+    first, second = _aged(cache, 2)
+    assert cache.read(first) == b"x"  # used: now the newest
+    cache.write(_entry(cache, 2), b"y")  # a third entry: one of the first two goes
+    assert first.exists()
+    assert not second.exists()
 
 
 def test_a_schema_with_an_id_or_another_property_order_gets_its_own_validator(
