@@ -22,6 +22,7 @@ from intacct_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DE
 from intacct_emulator.faults import TOO_LARGE_MESSAGE
 from intacct_emulator.testing import EmulatorServer
 from tap_intacct.tap import TapIntacct
+from tests.support.connection import demo_connection
 from tests.support.tap_runs import sync_messages
 
 CUSTOMER = "accounts-receivable/customer"
@@ -90,11 +91,7 @@ def count(server: EmulatorServer, name: str) -> int:
 
 def tap_config(server: EmulatorServer, tmp_path: Path, **extra: Any) -> dict[str, Any]:
     return {
-        "base_url": server.base_url,
-        "client_id": DEFAULT_CLIENT_ID,
-        "client_secret": DEFAULT_CLIENT_SECRET,
-        "username": DEFAULT_USERNAME,
-        "token_store": str(tmp_path / "tokens.json"),
+        **demo_connection(server.base_url, tmp_path),
         "objects": [VENDOR, CUSTOMER],
         "page_size": 50,
         **extra,

@@ -24,6 +24,7 @@ from intacct_api.settings import ConnectionSettings
 from intacct_api.spec import ObjectInfo, SpecRegistry
 from intacct_api.template import example_for
 from intacct_emulator.testing import EmulatorServer
+from tests.support.connection import demo_connection
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +114,7 @@ def test_every_owned_object_is_written_through_its_owner(
     emulator: EmulatorServer, tmp_path: Path, registry: SpecRegistry
 ) -> None:
     emulator.reset()
-    settings = ConnectionSettings.from_config(
-        {
-            "base_url": emulator.base_url,
-            "client_id": "demo-client",
-            "client_secret": "demo-secret",
-            "username": "admin@DEMO",
-            "token_store": str(tmp_path / "tokens.json"),
-        }
-    )
+    settings = ConnectionSettings.from_config(demo_connection(emulator.base_url, tmp_path))
     owned = sorted(info.name for info in registry.objects.values() if info.owner)
     written: list[str] = []
     # the owner's list is read-only in its every write, or the owner has no write at all

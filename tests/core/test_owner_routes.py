@@ -19,6 +19,7 @@ from intacct_api.settings import ConnectionSettings
 from intacct_api.spec import SpecRegistry
 from intacct_emulator.testing import EmulatorServer
 from tests.core.test_owned_objects import latest_key, line_record
+from tests.support.connection import demo_connection
 
 TAX_ENTRY = "general-ledger/journal-entry-tax-entry"
 
@@ -32,15 +33,7 @@ def emulator() -> Iterator[EmulatorServer]:
 @pytest.fixture
 def client(emulator: EmulatorServer, tmp_path: Path) -> Iterator[IntacctClient]:
     emulator.reset()
-    settings = ConnectionSettings.from_config(
-        {
-            "base_url": emulator.base_url,
-            "client_id": "demo-client",
-            "client_secret": "demo-secret",
-            "username": "admin@DEMO",
-            "token_store": str(tmp_path / "tokens.json"),
-        }
-    )
+    settings = ConnectionSettings.from_config(demo_connection(emulator.base_url, tmp_path))
     with IntacctClient(settings) as found:
         yield found
 

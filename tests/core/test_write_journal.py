@@ -21,6 +21,7 @@ from intacct_api.settings import ConnectionSettings
 from intacct_api.spec import SpecRegistry
 from intacct_api.write_journal import REPLAY_WINDOW, WriteJournal
 from intacct_emulator.testing import EmulatorServer
+from tests.support.connection import demo_connection
 from tests.support.http_server import RecordedRequest, Reply, ScriptedServer
 
 VENDOR = "accounts-payable/vendor"
@@ -116,16 +117,7 @@ def emulator() -> Iterator[EmulatorServer]:
 
 
 def settings_for(base_url: str, tmp_path: Path, **extra: Any) -> ConnectionSettings:
-    return ConnectionSettings.from_config(
-        {
-            "base_url": base_url,
-            "client_id": "demo-client",
-            "client_secret": "demo-secret",
-            "username": "admin@DEMO",
-            "token_store": str(tmp_path / "tokens.json"),
-            **extra,
-        }
-    )
+    return ConnectionSettings.from_config(demo_connection(base_url, tmp_path, **extra))
 
 
 def test_a_write_whose_answer_is_lost_is_unknown_and_a_rerun_settles_it(

@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 from intacct_emulator.testing import EmulatorServer
+from tests.support.connection import demo_connection
 from tests.support.paths import ROOT
 
 TAP = Path(sys.executable).parent / "tap-intacct"
@@ -99,18 +100,7 @@ def run_tap_into_postgres(tmp_path: Path, base_url: str, pg_url: str) -> None:
         f"{TARGET_POSTGRES} is missing: `make test` installs MeltanoLabs target-postgres there"
     )
     tap_config = tmp_path / "tap.json"
-    tap_config.write_text(
-        json.dumps(
-            {
-                "base_url": base_url,
-                "client_id": "demo-client",
-                "client_secret": "demo-secret",
-                "username": "admin@DEMO",
-                "token_store": str(tmp_path / "tokens.json"),
-                "objects": list(OBJECTS),
-            }
-        )
-    )
+    tap_config.write_text(json.dumps(demo_connection(base_url, tmp_path, objects=list(OBJECTS))))
     target_config = tmp_path / "target.json"
     target_config.write_text(
         json.dumps(

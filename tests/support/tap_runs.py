@@ -1,13 +1,15 @@
-"""Running tap-intacct in-process and reading the Singer messages it wrote to stdout."""
+"""Running tap-intacct in-process against a seeded emulator, and reading the Singer messages it
+wrote to stdout."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from intacct_emulator.testing import EmulatorServer
 from tap_intacct.tap import TapIntacct
 
 
@@ -49,3 +51,14 @@ def sync_until_failure(
     """The messages of one in-process sync and the exception that ended it (None: finished)."""
     tap = TapIntacct(config=config, state=state)
     return capture(tap, tap.sync_all, keep_failure=True)
+
+
+@contextlib.contextmanager
+def seeded_emulator(counts: Mapping[str, int]) -> Iterator[EmulatorServer]:
+    """A running emulator with one entity (besides the top level) and ``counts`` records of
+    each object, the same records every time (seed 11); stopped on exit."""
+    with EmulatorServer() as server:
+        server.company.seed(1, 5, objects=["company-config/entity"])
+        for name, count in counts.items():
+            server.company.seed_object(name, count, 11)
+        yield server

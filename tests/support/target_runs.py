@@ -12,6 +12,7 @@ from typing import Any
 from intacct_api.client import IntacctClient
 from intacct_api.settings import ConnectionSettings
 from intacct_emulator.testing import EmulatorServer
+from tests.support.connection import demo_connection
 
 TARGET = str(Path(sys.executable).with_name("target-intacct"))
 VENDORS = "accounts_payable__vendor"
@@ -54,11 +55,7 @@ def emulator_config(emulator: EmulatorServer, tmp_path: Path, **extra: Any) -> d
     """A target config for the (freshly reset) emulator, results and tokens in ``tmp_path``."""
     emulator.reset()
     return {
-        "base_url": emulator.base_url,
-        "client_id": "demo-client",
-        "client_secret": "demo-secret",
-        "username": "admin@DEMO",
-        "token_store": str(tmp_path / "tokens.json"),
+        **demo_connection(emulator.base_url, tmp_path),
         "results_path": str(tmp_path / "results.jsonl"),
         **extra,
     }

@@ -29,12 +29,12 @@ from intacct_api.balance_reports import (
 from intacct_api.decimals import DECIMAL_FORMAT
 from intacct_api.reports import PollPolicy, ReportRunner, ReportTimeoutError
 from intacct_api.spec import default_registry
-from intacct_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_USERNAME
 from intacct_emulator.reports_service import NOT_POSTED, ReportsService
 from intacct_emulator.testing import EmulatorServer
 from tap_intacct import report_streams
 from tap_intacct.report_settings import BalanceOptions
 from tap_intacct.tap import TapIntacct
+from tests.support.connection import demo_connection
 from tests.support.tap_runs import sync_until_failure
 
 P1, P2, P3 = "2026-01", "2026-02", "2026-03"
@@ -124,11 +124,7 @@ def reports_of(server: EmulatorServer) -> ReportsService:
 
 def config(server: EmulatorServer, tmp_path: Path, **extra: Any) -> dict[str, Any]:
     return {
-        "base_url": server.base_url,
-        "client_id": DEFAULT_CLIENT_ID,
-        "client_secret": DEFAULT_CLIENT_SECRET,
-        "username": DEFAULT_USERNAME,
-        "token_store": str(tmp_path / "tokens.json"),
+        **demo_connection(server.base_url, tmp_path),
         "objects": ["general-ledger/journal-entry"],
         "report_poll_interval_seconds": 0.01,
         "catalog_cache": False,

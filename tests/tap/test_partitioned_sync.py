@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from intacct_api.client import IntacctClient
-from intacct_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_USERNAME
 from intacct_emulator.testing import EmulatorServer
 from tap_intacct.slices import SLICES_STATE, key_edges, time_edges
 from tap_intacct.streams import QueryStream
 from tap_intacct.tap import TapIntacct
-from tests.support.tap_runs import capture, sync_until_failure
+from tests.support.connection import demo_connection
+from tests.support.tap_runs import capture, seeded_emulator, sync_until_failure
 
 CUSTOMER = "accounts-receivable/customer"
 STREAM = "accounts_receivable__customer"
@@ -33,39 +33,22 @@ COUNT = 700
 PAGE = 50
 
 
-def seeded() -> EmulatorServer:
-    server = EmulatorServer().start()
-    server.company.seed(1, 5, objects=["company-config/entity"])
-    server.company.seed_object(CUSTOMER, COUNT, 11)
-    return server
-
-
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorServer]:
-    server = seeded()
-    try:
+    with seeded_emulator({CUSTOMER: COUNT}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def fresh() -> Iterator[EmulatorServer]:
     """An emulator of its own for tests that change data."""
-    server = seeded()
-    try:
+    with seeded_emulator({CUSTOMER: COUNT}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def make_config(server: EmulatorServer, tmp_path: Path, **extra: Any) -> dict[str, Any]:
     return {
-        "base_url": server.base_url,
-        "client_id": DEFAULT_CLIENT_ID,
-        "client_secret": DEFAULT_CLIENT_SECRET,
-        "username": DEFAULT_USERNAME,
-        "token_store": str(tmp_path / "tokens.json"),
+        **demo_connection(server.base_url, tmp_path),
         "objects": [CUSTOMER],
         "page_size": PAGE,
         "max_retries": 8,

@@ -28,14 +28,15 @@ from intacct_api.decimals import to_warehouse_schema
 from intacct_api.records import field_paths
 from intacct_api.scalars import CONVERTERS, field_kinds
 from intacct_api.spec import default_registry
-from intacct_emulator.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_USERNAME
+from intacct_emulator.config import DEFAULT_CLIENT_SECRET
 from intacct_emulator.testing import EmulatorServer
 from tap_intacct.columns import SYNTHETIC_COLUMNS
 from tap_intacct.sdk_overrides import StreamOverrides
 from tap_intacct.streams import IntacctStream
 from tap_intacct.tap import TapIntacct
 from tap_intacct.writer import RecordBufferedWriter
-from tests.support.tap_runs import capture, sync_messages
+from tests.support.connection import demo_connection
+from tests.support.tap_runs import capture, seeded_emulator, sync_messages
 
 CUSTOMER = "accounts-receivable/customer"
 VENDOR = "accounts-payable/vendor"
@@ -47,40 +48,22 @@ PAGE = 250
 TAP = str(Path(sys.executable).with_name("tap-intacct"))
 
 
-def seeded() -> EmulatorServer:
-    server = EmulatorServer().start()
-    server.company.seed(1, 5, objects=["company-config/entity"])
-    for name, count in COUNTS.items():
-        server.company.seed_object(name, count, 11)
-    return server
-
-
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorServer]:
-    server = seeded()
-    try:
+    with seeded_emulator(COUNTS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def fresh() -> Iterator[EmulatorServer]:
     """An emulator of its own for tests that change data."""
-    server = seeded()
-    try:
+    with seeded_emulator(COUNTS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def make_config(server: EmulatorServer, tmp_path: Path, **extra: Any) -> dict[str, Any]:
     return {
-        "base_url": server.base_url,
-        "client_id": DEFAULT_CLIENT_ID,
-        "client_secret": DEFAULT_CLIENT_SECRET,
-        "username": DEFAULT_USERNAME,
-        "token_store": str(tmp_path / "tokens.json"),
+        **demo_connection(server.base_url, tmp_path),
         "objects": list(COUNTS),
         "page_size": PAGE,
         "max_retries": 8,

@@ -18,6 +18,7 @@ import pytest
 from intacct_api.client import IntacctClient
 from intacct_api.settings import ConnectionSettings
 from intacct_emulator.testing import EmulatorServer
+from tests.support.connection import demo_connection
 
 BIN = Path(sys.executable).parent
 VENDOR_PATH = "/objects/accounts-payable/vendor"
@@ -40,11 +41,7 @@ def snapshot(client: IntacctClient) -> dict[str, dict[str, Any]]:
 def test_tap_edit_target_changes_exactly_the_edited_records(tmp_path: Path) -> None:
     with EmulatorServer(seed_records=6) as emulator:
         config = {
-            "base_url": emulator.base_url,
-            "client_id": "demo-client",
-            "client_secret": "demo-secret",
-            "username": "admin@DEMO",
-            "token_store": str(tmp_path / "tokens.json"),
+            **demo_connection(emulator.base_url, tmp_path),
             "objects": ["accounts-payable/vendor"],
             "results_path": str(tmp_path / "results.jsonl"),
         }
